@@ -1,0 +1,54 @@
+"""Prefect resources as Pulumi dynamic providers: `WorkPool` and `Deployment` (with cron schedules).
+
+Connection settings come from the stack config namespace `prefect` (`prefect:apiUrl`, secret
+`prefect:apiKey` for Cloud, secret `prefect:authString` for a self-hosted server with basic auth), read in
+the providers' `configure()`, with PREFECT_API_URL / PREFECT_API_KEY / PREFECT_API_AUTH_STRING as fallback.
+"""
+
+from .client import (
+    ConnectionSettings,
+    PrefectApiError,
+    PrefectClient,
+    PrefectConfigError,
+    RetryPolicy,
+    deployment_ui_url,
+    parse_cloud_api_url,
+    ui_base_url,
+    work_pool_ui_url,
+)
+from .deployment import Deployment, DeploymentProvider
+from .schedules import CronScheduleSpec
+from .validation import (
+    CLOUD_ONLY_POOL_TYPES,
+    WORK_POOL_TYPES,
+    cron_problem,
+    name_problem,
+    timezone_problem,
+    work_pool_name_problem,
+    work_pool_type_problem,
+)
+from .work_pool import WorkPool, WorkPoolProvider
+
+__all__ = [
+    "CLOUD_ONLY_POOL_TYPES",
+    "WORK_POOL_TYPES",
+    "ConnectionSettings",
+    "CronScheduleSpec",
+    "Deployment",
+    "DeploymentProvider",
+    "PrefectApiError",
+    "PrefectClient",
+    "PrefectConfigError",
+    "RetryPolicy",
+    "WorkPool",
+    "WorkPoolProvider",
+    "cron_problem",
+    "deployment_ui_url",
+    "name_problem",
+    "parse_cloud_api_url",
+    "timezone_problem",
+    "ui_base_url",
+    "work_pool_name_problem",
+    "work_pool_type_problem",
+    "work_pool_ui_url",
+]
