@@ -1,0 +1,37 @@
+"""The Pulumi program: flow image → work pool → worker container(s) → deployment with its cron schedule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pulumi
+
+from infra.config import load_stack_config
+from infra.flow_deployment import daily_deployment
+from infra.image import flow_image
+from infra.prefect import WorkPool
+from infra.prefect.client import ui_base_url
+from infra.worker import worker_containers
+
+
+def main(project_dir: Path | None = None) -> None:
+    # Everything is validated before the first resource is declared: a bad stack creates nothing.
+    config = load_stack_config()
+    # Pulumi runs the program from the project directory, the Docker build context.
+    image = flow_image(config.image, project_dir or Path.cwd())
+    pool = WorkPool(
+        "work-pool",
+        name=config.pool_name,
+        type=config.pool_type,
+        description=f"Runs the suggest-activity flow ({config.stack} stack).",
+        concurrency_limit=config.pool_concurrency_limit,
+    )
+    workers = worker_containers(config, image.digest, pool)
+    deployment = daily_deployment(config, image, pool.name)
+
+    pulumi.export("prefect_ui_url", ui_base_url(config.prefect.api_url))
+    pulumi.export("deployment_url", deployment.ui_url)
+    pulumi.export("work_pool_name", pool.name)
+    pulumi.export("image_ref", image.reference)
+    pulumi.export("worker_container_names", [worker.name for worker in workers])
+    pulumi.export("next_run_time", deployment.next_run_time)

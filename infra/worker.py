@@ -1,0 +1,114 @@
+"""The Prefect worker container(s) that poll the work pool and run the flow."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pulumi
+import pulumi_docker as docker
+
+from infra.config import DOCKER_HOST_ALIAS, StackConfig
+
+HEALTH_PORT = 8080
+# The image is slim (no curl); the worker's --with-healthcheck server answers 200 while it polls.
+HEALTHCHECK = [
+    "CMD",
+    "python",
+    "-c",
+    f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{HEALTH_PORT}/health', timeout=5)",
+]
+DOCKER_SOCKET = "/var/run/docker.sock"
+
+
+def worker_name(config: StackConfig, index: int) -> str:
+    return f"{config.pool_name}-worker-{config.stack}-{index}"
+
+
+def worker_command(config: StackConfig, name: str) -> list[str]:
+    return [
+        "prefect", "worker", "start",
+        "--pool", config.pool_name,
+        "--type", config.pool_type,
+        "--name", name,
+        "--with-healthcheck",
+        "--install-policy", "never",  # the image already has what the pool type needs
+        "--no-create-pool-if-not-found",  # the pool is Pulumi's; a typo must not create a second one
+    ]  # fmt: skip
+
+
+def worker_envs(config: StackConfig) -> list[pulumi.Input[str]]:
+    envs: list[pulumi.Input[str]] = [
+        f"PREFECT_API_URL={config.prefect.worker_api_url}",
+        f"PREFECT_WORKER_QUERY_SECONDS={config.worker.poll_seconds}",
+        f"PREFECT_WORKER_WEBSERVER_PORT={HEALTH_PORT}",
+    ]
+    # Credentials stay secret Outputs: Pulumi encrypts them in state and never prints them.
+    if config.prefect.api_key is not None:
+        envs.append(pulumi.Output.secret(config.prefect.api_key.apply(lambda key: f"PREFECT_API_KEY={key}")))
+    if config.prefect.auth_string is not None:
+        envs.append(
+            pulumi.Output.secret(
+                config.prefect.auth_string.apply(lambda auth: f"PREFECT_API_AUTH_STRING={auth}")
+            )
+        )
+    return envs
+
+
+def docker_socket_group() -> str | None:
+    """The group that owns the local Docker socket, so the non-root worker may use it (docker pools only)."""
+    try:
+        info = os.stat(DOCKER_SOCKET)
+    except OSError:
+        return None
+    return str(info.st_gid) if stat.S_ISSOCK(info.st_mode) else None
+
+
+def worker_containers(
+    config: StackConfig, image_digest: pulumi.Output[str], pool: pulumi.Resource
+) -> list[docker.Container]:
+    """N identical workers; each is replaced exactly when the image digest changes."""
+    containers = []
+    for index in range(config.worker.replicas):
+        name = worker_name(config, index)
+        docker_pool = config.pool_type == "docker"
+        socket_group = docker_socket_group() if docker_pool else None
+        containers.append(
+            docker.Container(
+                f"worker-{index}",
+                name=name,
+                image=image_digest,
+                command=worker_command(config, name),
+                envs=worker_envs(config),
+                restart="unless-stopped",
+                must_run=True,
+                wait=True,
+                wait_timeout=180,
+                healthcheck=docker.ContainerHealthcheckArgs(
+                    tests=HEALTHCHECK, interval="10s", timeout="10s", retries=3, start_period="60s"
+                ),
+                hosts=[docker.ContainerHostArgs(host=DOCKER_HOST_ALIAS, ip="host-gateway")]
+                if config.prefect.worker_needs_host_gateway
+                else None,
+                memory=config.worker.memory_mb,
+                labels=[
+                    docker.ContainerLabelArgs(label="app", value="suggest-activity"),
+                    docker.ContainerLabelArgs(label="pulumi.stack", value=config.stack),
+                    docker.ContainerLabelArgs(label="prefect.work-pool", value=config.pool_name),
+                ],
+                # A docker pool starts one container per flow run through the host's daemon: that needs the
+                # socket, which is root-equivalent on the host (see the README). A process pool gets nothing.
+                volumes=[docker.ContainerVolumeArgs(host_path=DOCKER_SOCKET, container_path=DOCKER_SOCKET)]
+                if docker_pool
+                else None,
+                group_adds=[socket_group] if socket_group else None,
+                # The image runs as a non-root user; it needs no Linux capability and may not gain any.
+                capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]),
+                security_opts=["no-new-privileges:true"],
+                opts=pulumi.ResourceOptions(
+                    depends_on=[pool],  # started after the pool exists, stopped before it is deleted
+                    delete_before_replace=True,  # the container name is fixed
+                ),
+            )
+        )
+    return containers

@@ -1,0 +1,127 @@
+"""Run the real Pulumi program (`__main__.py` → `infra.program.main`) under the SDK's mock monitor.
+
+The mock monitor stands in for the engine: every resource the program registers reaches `new_resource`, which
+returns the resource's id and outputs. By default they are plausible fakes (unit tests of the declared graph);
+`tests/support/local_engine.py` passes an `apply` function that creates the resource for real instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pulumi
+from pulumi.runtime import MockCallArgs, MockResourceArgs, Mocks
+
+PROJECT = "suggest-activity"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+Apply = Callable[[MockResourceArgs], tuple[str, dict[str, Any]]]
+
+
+@dataclass
+class Registration:
+    typ: str
+    name: str
+    inputs: dict[str, Any]
+    id: str
+    outputs: dict[str, Any]
+
+
+class ProgramMocks(Mocks):
+    def __init__(self, apply: Apply) -> None:
+        self.apply = apply
+        self.registrations: list[Registration] = []
+
+    def new_resource(self, args: MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        resource_id, outputs = self.apply(args)
+        self.registrations.append(Registration(args.typ, args.name, dict(args.inputs), resource_id, outputs))
+        return resource_id, outputs
+
+    def call(self, args: MockCallArgs) -> tuple[dict[str, Any], None]:
+        raise AssertionError(f"the program made an unexpected provider call: {args.token}")
+
+
+@dataclass
+class ProgramRun:
+    registrations: list[Registration]
+    exports: dict[str, Any]
+
+    def of_type(self, typ: str) -> list[Registration]:
+        return [r for r in self.registrations if r.typ == typ]
+
+    def one(self, typ: str) -> Registration:
+        found = self.of_type(typ)
+        assert len(found) == 1, f"expected one {typ}, the program registered {len(found)}"
+        return found[0]
+
+
+def fake_outputs(args: MockResourceArgs) -> tuple[str, dict[str, Any]]:
+    """What a successful engine would hand back, without touching anything."""
+    inputs = dict(args.inputs)
+    token = hashlib.sha256(f"{args.typ}/{args.name}/{inputs.get('imageName')}".encode()).hexdigest()
+    if args.typ == "docker:index/image:Image":
+        pushed = not inputs.get("skipPush")
+        repository = str(inputs["imageName"]).rsplit(":", 1)[0]
+        inputs["repoDigest"] = f"{repository}@sha256:{token}" if pushed else f"sha256:{token}"
+    elif args.typ == "pulumi-python:dynamic/prefect:WorkPool":
+        inputs.update(pool_id=token[:32], status="NOT_READY", ui_url=f"http://ui/work-pools/{inputs['name']}")
+    elif args.typ == "pulumi-python:dynamic/prefect:Deployment":
+        inputs.update(
+            deployment_id=token[:32],
+            flow_id=token[32:],
+            schedule_ids={s["slug"]: token[:8] for s in inputs.get("schedules") or []},
+            next_run_time="2026-01-01T07:00:00+00:00",
+            ui_url=f"http://ui/deployments/deployment/{token[:32]}",
+        )
+    return f"{args.name}-id", inputs
+
+
+@contextmanager
+def _working_directory(path: Path) -> Iterator[None]:
+    previous = Path.cwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
+def run_program(
+    config: Mapping[str, str],
+    secret_keys: Sequence[str] = (),
+    *,
+    stack: str = "dev",
+    project_dir: Path = REPO_ROOT,
+    apply: Apply = fake_outputs,
+) -> ProgramRun:
+    """Run the program once with this stack config; raises what the program raises."""
+    from infra.program import main
+
+    pulumi.runtime.set_all_config(dict(config), list(secret_keys))
+    mocks = ProgramMocks(apply)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False)
+    exports: dict[str, Any] = {}
+
+    @pulumi.runtime.test
+    def program() -> pulumi.Output[Any]:
+        with _working_directory(project_dir):  # Pulumi runs the program from the project directory
+            main(project_dir)
+        stack_outputs = pulumi.runtime.settings.get_root_resource().outputs  # type: ignore[union-attr]
+        return pulumi.Output.from_input(stack_outputs).apply(exports.update)
+
+    program()
+    return ProgramRun(mocks.registrations, exports)
+
+
+def dev_stack_config() -> dict[str, str]:
+    """The committed Pulumi.dev.yaml, flattened the way the engine hands config to the program."""
+    import yaml
+
+    document = yaml.safe_load((REPO_ROOT / "Pulumi.dev.yaml").read_text())
+    return {key: value if isinstance(value, str) else str(value) for key, value in document["config"].items()}

@@ -1,0 +1,302 @@
+"""The Pulumi program under Pulumi's mocks: what it declares for the dev stack and for a Cloud-like stack.
+
+No Docker and no server here: tests/test_end_to_end.py applies the same declarations for real.
+"""
+
+from __future__ import annotations
+
+import base64
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prefect.utilities.callables import parameter_schema
+from pulumi.runtime.rpc import is_rpc_secret, unwrap_rpc_secret
+
+from flows.suggest_activity import suggest_activity
+from infra.config import StackConfigError
+from infra.image import content_tag
+from tests.support.program_harness import REPO_ROOT, ProgramRun, dev_stack_config, run_program
+from tests.support.provider_host import wire_roundtrip
+
+IMAGE = "docker:index/image:Image"
+CONTAINER = "docker:index/container:Container"
+WORK_POOL = "pulumi-python:dynamic/prefect:WorkPool"
+DEPLOYMENT = "pulumi-python:dynamic/prefect:Deployment"
+
+API_KEY = "pnu_FAKEKEYfortests0123456789abcdef"
+REGISTRY_PASSWORD = "registry-password-for-tests-7f3a"
+AUTH_STRING = "admin:auth-string-for-tests-91c2"
+CLOUD_URL = (
+    "https://api.prefect.cloud/api/accounts/0b6b2f4e-1c2d-4e5f-8a9b-0c1d2e3f4a5b"
+    "/workspaces/9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
+)
+
+
+def cloud_stack_config() -> dict[str, str]:
+    return {
+        "prefect:apiUrl": CLOUD_URL,
+        "prefect:apiKey": API_KEY,
+        "image:registry": "registry.example.com/acme",
+        "image:username": "deployer",
+        "image:password": REGISTRY_PASSWORD,
+        "suggest-activity:poolType": "docker",
+        "suggest-activity:workerReplicas": "2",
+        "suggest-activity:timezone": "America/New_York",
+        "suggest-activity:flowParameters": '{"api_url": "https://bored.internal.example.com"}',
+    }
+
+
+CLOUD_SECRETS = ["prefect:apiKey", "image:password"]
+
+
+@pytest.fixture(scope="module")
+def dev() -> ProgramRun:
+    return run_program(dev_stack_config())
+
+
+@pytest.fixture(scope="module")
+def cloud() -> ProgramRun:
+    return run_program(cloud_stack_config(), CLOUD_SECRETS, stack="prod")
+
+
+def plain(value: Any) -> Any:
+    """A value with its secret wrappers removed (for asserting on content, not on secrecy)."""
+    if is_rpc_secret(value):
+        return plain(unwrap_rpc_secret(value))
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
+def test_dev_stack_declares_image_pool_worker_and_deployment(dev: ProgramRun) -> None:
+    assert [r.typ for r in dev.registrations] == [IMAGE, WORK_POOL, CONTAINER, DEPLOYMENT]
+
+    image = dev.one(IMAGE).inputs
+    tag = content_tag(REPO_ROOT, "python:3.12-slim")
+    assert image["imageName"] == f"suggest-activity:{tag}"
+    assert image["skipPush"] is True
+    assert "registry" not in image
+    assert image["build"] == {
+        "context": ".",
+        "dockerfile": "Dockerfile",
+        "args": {"BASE_IMAGE": "python:3.12-slim"},
+    }
+
+    pool = dev.one(WORK_POOL).inputs
+    assert (pool["name"], pool["type"]) == ("suggest-activity", "process")
+
+
+def test_dev_worker_runs_from_the_image_digest_and_reaches_the_local_server(dev: ProgramRun) -> None:
+    image = dev.one(IMAGE)
+    worker = dev.one(CONTAINER).inputs
+    assert worker["image"] == image.outputs["repoDigest"]
+    assert worker["name"] == "suggest-activity-worker-dev-0"
+    assert worker["command"] == [
+        "prefect", "worker", "start", "--pool", "suggest-activity", "--type", "process",
+        "--name", "suggest-activity-worker-dev-0", "--with-healthcheck", "--install-policy", "never",
+        "--no-create-pool-if-not-found",
+    ]  # fmt: skip
+    assert "PREFECT_API_URL=http://host.docker.internal:4200/api" in worker["envs"]
+    assert worker["hosts"] == [{"host": "host.docker.internal", "ip": "host-gateway"}]
+    assert worker["restart"] == "unless-stopped"
+    assert worker["wait"] is True and worker["mustRun"] is True
+    assert "/health" in " ".join(worker["healthcheck"]["tests"])
+    assert "curl" not in " ".join(worker["healthcheck"]["tests"])
+    assert worker["memory"] == 1024
+    assert {"label": "pulumi.stack", "value": "dev"} in worker["labels"]
+    assert "volumes" not in worker  # a process pool gets no Docker socket
+    assert worker["capabilities"] == {"drops": ["ALL"]}
+
+
+def test_dev_deployment_runs_daily_at_0900_with_the_flows_own_schema(dev: ProgramRun) -> None:
+    deployment = dev.one(DEPLOYMENT).inputs
+    assert deployment["flow_name"] == "suggest-activity"
+    assert deployment["name"] == "daily"
+    assert deployment["work_pool_name"] == "suggest-activity"
+    assert deployment["entrypoint"] == "flows/suggest_activity.py:suggest_activity"
+    assert deployment["pull_steps"] == [
+        {"prefect.deployments.steps.set_working_directory": {"directory": "/opt/prefect/suggest-activity"}}
+    ]
+    assert deployment["schedules"] == [
+        {
+            "slug": "daily-0900",
+            "cron": "0 9 * * *",
+            "timezone": "Europe/Athens",
+            "active": True,
+            "day_or": True,
+            "parameters": {},
+        }
+    ]
+    assert deployment["version"] == content_tag(REPO_ROOT, "python:3.12-slim")
+    schema = parameter_schema(suggest_activity).model_dump(exclude_unset=True)
+    assert deployment["parameter_openapi_schema"] == wire_roundtrip({"s": schema})["s"]
+    assert deployment["job_variables"] == {}
+
+
+def test_dev_stack_exports_what_a_user_needs(dev: ProgramRun) -> None:
+    assert dev.exports["prefect_ui_url"] == "http://127.0.0.1:4200"
+    assert dev.exports["work_pool_name"] == "suggest-activity"
+    assert dev.exports["image_ref"] == dev.one(IMAGE).inputs["imageName"]
+    assert dev.exports["worker_container_names"] == ["suggest-activity-worker-dev-0"]
+    assert dev.exports["deployment_url"] == dev.one(DEPLOYMENT).outputs["ui_url"]
+    assert dev.exports["next_run_time"] == dev.one(DEPLOYMENT).outputs["next_run_time"]
+
+
+def test_cloud_stack_pushes_with_registry_credentials(cloud: ProgramRun) -> None:
+    image = cloud.one(IMAGE).inputs
+    assert image["skipPush"] is False
+    assert image["imageName"].startswith("registry.example.com/acme/suggest-activity:sha-")
+    registry = plain(image["registry"])
+    assert registry == {
+        "server": "registry.example.com",
+        "username": "deployer",
+        "password": REGISTRY_PASSWORD,
+    }
+
+
+def test_cloud_stack_runs_two_docker_workers_with_the_api_key(cloud: ProgramRun) -> None:
+    workers = cloud.of_type(CONTAINER)
+    assert [w.inputs["name"] for w in workers] == [
+        "suggest-activity-worker-prod-0",
+        "suggest-activity-worker-prod-1",
+    ]
+    for worker in workers:
+        envs = plain(worker.inputs["envs"])
+        assert f"PREFECT_API_URL={CLOUD_URL}" in envs
+        assert f"PREFECT_API_KEY={API_KEY}" in envs
+        assert "hosts" not in worker.inputs  # Cloud is not on the Docker host
+        assert worker.inputs["volumes"] == [
+            {"hostPath": "/var/run/docker.sock", "containerPath": "/var/run/docker.sock"}
+        ]
+        assert "--type" in worker.inputs["command"] and "docker" in worker.inputs["command"]
+
+
+def test_cloud_deployment_points_docker_runs_at_the_pushed_image(cloud: ProgramRun) -> None:
+    deployment = cloud.one(DEPLOYMENT).inputs
+    assert deployment["job_variables"] == {
+        "image": cloud.one(IMAGE).inputs["imageName"],
+        "image_pull_policy": "IfNotPresent",
+        "auto_remove": True,
+    }
+    assert deployment["parameters"] == {"api_url": "https://bored.internal.example.com"}
+    assert deployment["schedules"][0]["timezone"] == "America/New_York"
+    assert cloud.exports["prefect_ui_url"].startswith("https://app.prefect.cloud/account/0b6b2f4e-")
+
+
+def _walk(value: Any, path: str = "") -> list[tuple[str, Any, bool]]:
+    """(path, leaf, inside a secret) for every leaf of a registered value."""
+    if is_rpc_secret(value):
+        return [(p, leaf, True) for p, leaf, _ in _walk(unwrap_rpc_secret(value), path)]
+    if isinstance(value, dict):
+        return [item for k, v in value.items() for item in _walk(v, f"{path}.{k}")]
+    if isinstance(value, list):
+        return [item for i, v in enumerate(value) for item in _walk(v, f"{path}[{i}]")]
+    return [(path, value, False)]
+
+
+@pytest.mark.parametrize("stack", ["cloud", "self-hosted with auth"])
+def test_credentials_appear_only_inside_secrets(stack: str) -> None:
+    config, secrets = cloud_stack_config(), list(CLOUD_SECRETS)
+    if stack != "cloud":
+        config.update(
+            {"prefect:apiUrl": "https://prefect.internal.example.com/api", "prefect:authString": AUTH_STRING}
+        )
+        del config["prefect:apiKey"]
+        secrets = ["prefect:authString", "image:password"]
+    run = run_program(config, secrets, stack="prod")
+    credentials = [API_KEY, REGISTRY_PASSWORD, AUTH_STRING]
+    seen_in_secret = set()
+    for registration in run.registrations:
+        for part in ("inputs", "outputs"):
+            for path, leaf, secret in _walk(getattr(registration, part)):
+                text = str(leaf)
+                if path == ".__provider":
+                    # The provider is pickled into state: it must carry no credential at all.
+                    text = base64.b64decode(text).decode("latin-1")
+                for credential in credentials:
+                    if credential in text:
+                        assert secret and path != ".__provider", (
+                            f"{credential} in plain {registration.name}{path}"
+                        )
+                        seen_in_secret.add(credential)
+    expected = {API_KEY, REGISTRY_PASSWORD} if stack == "cloud" else {AUTH_STRING, REGISTRY_PASSWORD}
+    assert seen_in_secret == expected  # they did reach the worker and the registry, wrapped
+    for value in run.exports.values():
+        assert not any(credential in str(value) for credential in credentials)
+
+
+BAD_CONFIGS = [
+    ({"prefect:apiUrl": ""}, "prefect:apiUrl: is required"),
+    ({"prefect:apiUrl": "127.0.0.1:4200/api"}, "is not an http(s) URL"),
+    ({"prefect:apiUrl": "http://127.0.0.1:4200"}, "ends in /api"),
+    ({"prefect:apiUrl": "https://api.prefect.cloud/api/accounts/x"}, "Prefect Cloud URL must look like"),
+    ({"prefect:apiUrl": CLOUD_URL}, "prefect:apiKey: Prefect Cloud needs an API key"),
+    ({"suggest-activity:cron": "0 9 * * * *"}, "suggest-activity:cron"),
+    ({"suggest-activity:cron": "61 9 * * *"}, "suggest-activity:cron"),
+    ({"suggest-activity:timezone": "Mars/Olympus"}, "suggest-activity:timezone"),
+    ({"suggest-activity:poolType": "kubernetes"}, "suggest-activity:poolType: 'kubernetes' is not supported"),
+    ({"suggest-activity:poolName": "prefect-pool"}, "suggest-activity:poolName"),
+    ({"suggest-activity:poolName": "a/b"}, "suggest-activity:poolName"),
+    ({"suggest-activity:deploymentName": "daily>"}, "suggest-activity:deploymentName"),
+    ({"suggest-activity:workerReplicas": "0"}, "suggest-activity:workerReplicas: must be >= 1"),
+    ({"suggest-activity:workerReplicas": "two"}, "is not a whole number"),
+    ({"suggest-activity:workerMemoryMb": "64"}, "suggest-activity:workerMemoryMb: must be >= 256"),
+    ({"suggest-activity:poolConcurrencyLimit": "-1"}, "suggest-activity:poolConcurrencyLimit: must be >= 0"),
+    ({"suggest-activity:scheduleActive": "yes"}, "is not true or false"),
+    ({"suggest-activity:flowParameters": '{"participants": "two"}'}, "participants"),
+    (
+        {"suggest-activity:flowParameters": '{"activity_type": "fishing"}'},
+        "activity_type 'fishing' is not one of",
+    ),
+    ({"suggest-activity:flowParameters": '{"participants": 0}'}, "participants must be a whole number >= 1"),
+    ({"suggest-activity:flowParameters": '{"colour": "red"}'}, "unknown flow parameter(s) colour"),
+    ({"suggest-activity:flowParameters": "[1, 2]"}, "must be a JSON object"),
+    ({"image:push": "true"}, "image:registry: image:push is true but no registry is set"),
+    (
+        {"image:registry": "registry.example.com/acme", "image:push": "true"},
+        "image:password: pushing needs registry credentials",
+    ),
+    ({"image:registry": "https://registry.example.com"}, "is not a registry address"),
+    ({"image:name": "Suggest Activity"}, "image:name"),
+]
+
+
+@pytest.mark.parametrize(("override", "message"), BAD_CONFIGS, ids=[m for _, m in BAD_CONFIGS])
+def test_bad_configuration_fails_before_any_resource(override: dict[str, str], message: str) -> None:
+    config = {**dev_stack_config(), **override}
+    registered: list[str] = []
+
+    def refuse(args: Any) -> tuple[str, dict[str, Any]]:
+        registered.append(args.typ)
+        return "x", {}
+
+    with pytest.raises(StackConfigError) as error:
+        run_program(config, apply=refuse)
+    assert message in str(error.value)
+    assert "nothing was created" in str(error.value)
+    assert registered == []
+
+
+def test_all_problems_are_reported_together() -> None:
+    config = {**dev_stack_config(), "suggest-activity:cron": "bad", "suggest-activity:workerReplicas": "0"}
+    with pytest.raises(StackConfigError) as error:
+        run_program(config)
+    assert "suggest-activity:cron" in str(error.value)
+    assert "suggest-activity:workerReplicas" in str(error.value)
+
+
+def test_image_tag_is_stable_and_follows_the_flow_code(tmp_path: Path) -> None:
+    copy = tmp_path / "repo"
+    shutil.copytree(REPO_ROOT, copy, ignore=shutil.ignore_patterns(".venv", ".git", ".*cache", "__pycache__"))
+    tag = content_tag(copy, "python:3.12-slim")
+    assert content_tag(copy, "python:3.12-slim") == tag == content_tag(REPO_ROOT, "python:3.12-slim")
+    (copy / "tests" / "unrelated.py").write_text("# not in the image\n")
+    assert content_tag(copy, "python:3.12-slim") == tag
+    flow = copy / "flows" / "suggest_activity.py"
+    flow.write_text(flow.read_text() + "\n# a code change\n")
+    assert content_tag(copy, "python:3.12-slim") != tag
+    assert content_tag(REPO_ROOT, "python:3.13-slim") != tag
