@@ -29,7 +29,7 @@ from .client import PrefectApiError, PrefectClient, deployment_ui_url
 from .props import from_wire, is_unknown, plain_props, same
 from .provider_base import PrefectResourceProvider
 from .schedules import CronScheduleSpec
-from .validation import json_schema_problem, name_problem, values_problems
+from .validation import json_schema_problem, name_problem, values_errors, values_problems
 
 REPLACE_KEYS = ("flow_name", "name")
 # Fields PATCHed as a whole set; `work_queue_name` None means "the pool's default queue" and is not diffed.
@@ -407,7 +407,10 @@ def _parameter_failures(inputs: Mapping[str, Any], schema: Mapping[str, Any]) ->
                 if is_unknown(spec["parameters"]) or not spec["parameters"]:
                     continue
                 merged = {**parameters, **spec["parameters"]}
-                for problem in values_problems(merged, schema):
+                for path, message in values_errors(merged, schema):
+                    if path.split(".")[0] not in spec["parameters"]:
+                        continue  # the deployment's own parameter, reported above
+                    problem = f"{path}: {message}"
                     failures.append(
                         CheckFailure(
                             "schedules", f"schedules[{spec.get('slug')!r}].parameters.{problem}; {fix}."
@@ -440,7 +443,9 @@ class Deployment(Resource, module="prefect", name="Deployment"):
     version: pulumi.Output[str | None]
     paused: pulumi.Output[bool]
     concurrency_limit: pulumi.Output[int | None]
-    schedules: pulumi.Output[list[CronScheduleSpec]]
+    schedules: pulumi.Output[
+        list[dict[str, Any]]
+    ]  # not the TypedDict: Pulumi would treat it as an output type
     adopt_existing: pulumi.Output[bool]
 
     def __init__(
