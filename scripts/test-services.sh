@@ -233,8 +233,8 @@ write_standin_dockerfile() {
     # A stand-in for the official python:3.12-slim: Debian bookworm's python3 (3.11: fine for Prefect 3) with
     # venv and pip. Like the official image it has `python` and `pip` on PATH and lets pip install into the system
     # (EXTERNALLY-MANAGED removed), so a Dockerfile written for the real image works unchanged. It trusts the
-    # host's CA bundle and points pip, requests and uv at the system bundle: downloads in later builds then go
-    # through this machine's TLS-intercepting proxy.
+    # host's CA bundle and points pip, requests and uv (SSL_CERT_FILE) at the system bundle: downloads in later
+    # builds then go through this machine's TLS-intercepting proxy.
     cat >"$1/Dockerfile" <<'EOF'
 FROM debian:bookworm-local
 ENV DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8
@@ -249,8 +249,7 @@ RUN apt-get update \
 ENV DEBIAN_FRONTEND= \
     SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
     PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
-    REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt \
-    UV_NATIVE_TLS=1
+    REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
 CMD ["python3"]
 EOF
 }
