@@ -83,6 +83,7 @@ class DeploymentProvider(PrefectResourceProvider):
     def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         raw = plain_props(news, INPUT_KEYS)
         inputs = {**DEFAULTS, **raw}
+        schedule_problems = sched.schedule_problems(inputs["schedules"])  # before defaults hide unknown keys
         if isinstance(inputs["schedules"], list) and not is_unknown(inputs["schedules"]):
             inputs["schedules"] = [
                 sched.with_defaults(s) if isinstance(s, Mapping) and not is_unknown(s) else s
@@ -133,7 +134,7 @@ class DeploymentProvider(PrefectResourceProvider):
                 "concurrency_limit",
                 f"concurrency_limit must be a whole number >= 1 (or None for no limit), not {limit!r}.",
             )
-        for problem in sched.schedule_problems(inputs["schedules"]):
+        for problem in schedule_problems:
             fail("schedules", problem)
 
         schema = inputs["parameter_openapi_schema"]

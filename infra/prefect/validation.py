@@ -166,13 +166,14 @@ def json_schema_problem(schema: Any) -> str | None:
 def values_problems(values: Mapping[str, Any], schema: Mapping[str, Any]) -> list[str]:
     """Problems of flow parameters (or job variables) against their JSON schema, validated the way the
     server does it (`required` is not enforced: the rest may come at run time)."""
+    return [f"{path}: {message}" for path, message in values_errors(values, schema)]
+
+
+def values_errors(values: Mapping[str, Any], schema: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """`values_problems` as (dotted path, message) pairs."""
     if not schema:
         return []
     from prefect.utilities.schema_tools.validation import validate
 
     errors = validate(dict(values), dict(schema), raise_on_error=False, preprocess=True, ignore_required=True)
-    problems = []
-    for error in errors:
-        path = ".".join(str(p) for p in error.absolute_path) or "(all)"
-        problems.append(f"{path}: {error.message}")
-    return problems
+    return [(".".join(str(p) for p in error.absolute_path) or "(all)", error.message) for error in errors]

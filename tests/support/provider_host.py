@@ -23,11 +23,12 @@ import select
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import IO, Any
 
 import grpc
 from google.protobuf import struct_pb2
@@ -42,6 +43,7 @@ DEFAULT_STACK = "test"
 PROVIDER_KEY = "__provider"
 START_TIMEOUT_SECONDS = 60.0
 CALL_TIMEOUT_SECONDS = 180.0
+PREFECT_CONNECTION_ENV = frozenset({"PREFECT_API_URL", "PREFECT_API_KEY", "PREFECT_API_AUTH_STRING"})
 
 
 class ProviderCallError(Exception):
@@ -110,6 +112,14 @@ class ReadResult:
         return self.id == ""
 
 
+def host_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This process's environment without Prefect connection variables (so that tests prove settings come
+    from `configure()`), plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if k not in PREFECT_CONNECTION_ENV}
+    env.update(extra or {})
+    return env
+
+
 def secret(value: Any) -> dict[str, Any]:
     """A value marked secret on the wire (how the engine sends `pulumi config set --secret` values)."""
     return {rpc._special_sig_key: rpc._special_secret_sig, "value": value}
@@ -175,10 +185,19 @@ class ProviderHost:
             raise RuntimeError(
                 f"provider host did not print its port (got {line!r}); log:\n{self.log_text()}"
             )
+        # Anything the providers print later must not fill the pipe and block the host.
+        threading.Thread(target=self._drain, args=(self.process.stdout,), daemon=True).start()
         self._channel = grpc.insecure_channel(f"127.0.0.1:{int(line)}")
         grpc.channel_ready_future(self._channel).result(timeout=START_TIMEOUT_SECONDS)
         self._stub = provider_pb2_grpc.ResourceProviderStub(self._channel)
         return self
+
+    def _drain(self, stream: IO[bytes]) -> None:
+        try:
+            for chunk in iter(lambda: stream.read1(4096), b""):  # type: ignore[attr-defined]
+                self._log.write(chunk)
+        except (OSError, ValueError):
+            pass  # closed by stop()
 
     def stop(self) -> None:
         if self._channel is not None:

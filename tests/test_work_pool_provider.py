@@ -1,0 +1,321 @@
+"""WorkPoolProvider through the gRPC host the Pulumi engine starts, against a REAL Prefect server.
+
+The host is configured with the stack config only (its environment has no PREFECT_API_*), and reaches the
+server through a recording proxy, so tests can assert exactly which writes each operation sends.
+Out-of-band edits ("made in the UI") go straight to the server.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from infra.prefect import WorkPool, WorkPoolProvider
+from infra.prefect.job_templates import default_base_job_template
+from infra.prefect.props import same
+from tests.support.fault_proxy import FaultProxy
+from tests.support.prefect_server import PrefectServer
+from tests.support.provider_host import (
+    BoundResource,
+    ProviderCallError,
+    ProviderHost,
+    host_env,
+    provider_property,
+)
+
+
+@pytest.fixture(scope="module")
+def proxy(prefect_server: PrefectServer) -> Iterator[FaultProxy]:
+    with FaultProxy(prefect_server.api_url) as recording_proxy:
+        yield recording_proxy
+
+
+@pytest.fixture(scope="module")
+def host(proxy: FaultProxy) -> Iterator[ProviderHost]:
+    with ProviderHost(env=host_env()) as provider_host:
+        # The whole stack config, as the engine sends it: other namespaces included.
+        provider_host.configure({"prefect:apiUrl": proxy.api_url, "suggest-activity:cron": "0 9 * * *"})
+        yield provider_host
+
+
+@pytest.fixture(scope="module")
+def pools(host: ProviderHost) -> BoundResource:
+    return host.resource(WorkPoolProvider(), "prefect:WorkPool")
+
+
+@pytest.fixture
+def api(prefect_server: PrefectServer) -> Iterator[httpx.Client]:
+    """Direct REST access, bypassing the proxy: out-of-band edits and ground truth."""
+    with httpx.Client(base_url=prefect_server.api_url, timeout=10) as client:
+        yield client
+
+
+def unique(prefix: str = "pool") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+class Created:
+    def __init__(self, id_: str, inputs: dict[str, Any], outputs: dict[str, Any]) -> None:
+        self.id, self.inputs, self.outputs = id_, inputs, outputs
+
+    @property
+    def name(self) -> str:
+        return str(self.inputs["name"])
+
+
+@pytest.fixture
+def created(pools: BoundResource) -> Created:
+    inputs = pools.checked({"name": unique(), "description": "made by Pulumi", "concurrency_limit": 2})
+    id_, outputs = pools.create(inputs)
+    return Created(id_, inputs, outputs)
+
+
+# --- configure / pickling -------------------------------------------------------------------------
+
+
+def test_provider_is_pickled_by_reference_without_state() -> None:
+    provider = WorkPoolProvider()
+    assert vars(provider) == {}  # nothing captured at construction: no client, no credentials
+    pickled = base64.b64decode(provider_property(provider))
+    assert b"infra.prefect.work_pool" in pickled and b"WorkPoolProvider" in pickled
+    assert len(pickled) < 500  # a reference, not the class's code
+    assert WorkPool._resource_type_name == "dynamic/prefect:WorkPool"
+
+
+def test_settings_come_from_configure(created: Created, proxy: FaultProxy) -> None:
+    """The host has no PREFECT_API_URL: the create reached the server through the configured URL."""
+    assert any(r.path == "/api/work_pools/" and r.method == "POST" for r in proxy.requests)
+    assert created.outputs["ui_url"] == f"{proxy.base_url}/work-pools/work-pool/{created.name}"
+
+
+# --- check ----------------------------------------------------------------------------------------
+
+
+def test_check_fills_defaults_including_the_workers_template(pools: BoundResource) -> None:
+    result = pools.check({"name": "defaults"})
+    assert result.failures == []
+    assert (result["type"], result["paused"], result["adopt_existing"]) == ("process", False, False)
+    assert same(result["base_job_template"], default_base_job_template("process"))
+    docker = pools.checked({"name": "defaults", "type": "docker"})
+    assert "image" in docker["base_job_template"]["variables"]["properties"]
+
+
+PROCESS_TEMPLATE = default_base_job_template("process")
+
+
+@pytest.mark.parametrize(
+    ("override", "prop", "fragment"),
+    [
+        ({"name": "a/b"}, "name", "cannot contain"),
+        ({"name": "prefect-pool"}, "name", "reserves"),
+        ({"name": ""}, "name", "is required"),
+        ({"type": "dokcer"}, "type", "not a known work pool type"),
+        ({"type": "prefect:managed"}, "type", "only on Prefect Cloud"),
+        ({"concurrency_limit": -1}, "concurrency_limit", ">= 0"),
+        ({"paused": "yes"}, "paused", "true or false"),
+        ({"base_job_template": {"variables": {"properties": {}}}}, "base_job_template", "job_configuration"),
+        (
+            {
+                "base_job_template": {
+                    "job_configuration": {"command": "{{ cmd }}"},
+                    "variables": {"properties": {}},
+                }
+            },
+            "base_job_template",
+            "does not declare",
+        ),
+    ],
+)
+def test_check_rejects_each_invalid_input(
+    pools: BoundResource, override: dict[str, Any], prop: str, fragment: str
+) -> None:
+    result = pools.check({"name": "valid-name", **override})
+    assert result.properties == {prop}
+    (reason,) = result.reasons(prop)
+    assert reason.startswith(prop) and fragment in reason
+
+
+def test_check_accepts_a_user_template(pools: BoundResource) -> None:
+    template = {
+        "job_configuration": {"command": "{{ command }}"},
+        "variables": {"properties": {"command": {}}},
+    }
+    assert pools.checked({"name": "custom", "base_job_template": template})["base_job_template"] == template
+
+
+# --- create / read --------------------------------------------------------------------------------
+
+
+def test_create_sends_the_default_template_so_job_variables_are_validated(
+    created: Created, api: httpx.Client
+) -> None:
+    pool = api.get(f"/work_pools/{created.name}").json()
+    assert created.id == created.outputs["pool_id"] == pool["id"]
+    assert (pool["type"], pool["description"], pool["concurrency_limit"]) == ("process", "made by Pulumi", 2)
+    assert same(pool["base_job_template"], PROCESS_TEMPLATE)
+    assert created.outputs["status"] == pool["status"]
+    flow = api.post("/flows/", json={"name": "pool-template-check"}).json()
+    bad = {
+        "name": unique("dep"),
+        "flow_id": flow["id"],
+        "work_pool_name": created.name,
+        "job_variables": {"env": 5},
+    }
+    assert api.post("/deployments/", json=bad).status_code == 422
+
+
+def test_refresh_without_changes_shows_no_diff_and_sends_no_writes(
+    pools: BoundResource, created: Created, proxy: FaultProxy
+) -> None:
+    proxy.clear_requests()
+    read = pools.read(created.id, created.outputs)
+    assert (read.id, read.outputs) == (created.id, created.outputs)
+    assert pools.diff(created.id, read.outputs, created.inputs).changes is False
+    assert proxy.writes() == []
+
+
+def test_read_with_only_an_id_finds_the_pool(pools: BoundResource, created: Created) -> None:
+    """`WorkPool.get(name, id)` sends no properties."""
+    read = pools.read(created.id, {})
+    assert read.outputs["name"] == created.name
+
+
+def test_out_of_band_edits_show_as_drift(pools: BoundResource, created: Created, api: httpx.Client) -> None:
+    api.patch(f"/work_pools/{created.name}", json={"description": "edited in the UI", "is_paused": True})
+    read = pools.read(created.id, created.outputs)
+    changed = {k for k in read.outputs if read.outputs[k] != created.outputs.get(k)}
+    assert changed == {"description", "paused", "status"}
+    assert (read.outputs["description"], read.outputs["paused"], read.outputs["status"]) == (
+        "edited in the UI",
+        True,
+        "PAUSED",
+    )
+    # Refreshed inputs carry the drift too, so the next preview shows it field by field.
+    assert read.inputs is not None and read.inputs["description"] == "edited in the UI"
+    assert pools.diff(created.id, read.outputs, created.inputs).changes is True
+
+
+def test_out_of_band_delete_reads_as_gone(pools: BoundResource, created: Created, api: httpx.Client) -> None:
+    api.delete(f"/work_pools/{created.name}")
+    read = pools.read(created.id, created.outputs)
+    assert read.gone and read.outputs == {}
+
+
+# --- diff -----------------------------------------------------------------------------------------
+
+
+def reversed_keys(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: reversed_keys(value[k]) for k in reversed(list(value))}
+    if isinstance(value, list):
+        return [reversed_keys(v) for v in value]
+    return value
+
+
+def test_diff_ignores_key_order_in_templates(pools: BoundResource, created: Created) -> None:
+    news = {**created.inputs, "base_job_template": reversed_keys(created.inputs["base_job_template"])}
+    assert pools.diff(created.id, created.outputs, news).changes is False
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"description": "new words"},
+        {"description": None},
+        {"concurrency_limit": 5},
+        {"concurrency_limit": None},
+        {"paused": True},
+        {
+            "base_job_template": {
+                "job_configuration": {"command": "{{ command }}"},
+                "variables": {"properties": {"command": {}}},
+            }
+        },
+    ],
+)
+def test_diff_updates_in_place(pools: BoundResource, created: Created, change: dict[str, Any]) -> None:
+    news = {k: v for k, v in {**created.inputs, **change}.items() if v is not None}
+    diff = pools.diff(created.id, created.outputs, news)
+    assert (diff.changes, diff.replaces) == (True, [])
+
+
+@pytest.mark.parametrize(
+    ("change", "replaces"), [({"name": "renamed"}, ["name"]), ({"type": "docker"}, ["type"])]
+)
+def test_diff_replaces_on_name_or_type_deleting_first(
+    pools: BoundResource, created: Created, change: dict[str, Any], replaces: list[str]
+) -> None:
+    diff = pools.diff(created.id, created.outputs, {**created.inputs, **change})
+    assert (diff.changes, diff.replaces, diff.delete_before_replace) == (True, replaces, True)
+
+
+# --- update / delete ------------------------------------------------------------------------------
+
+
+def test_update_patches_only_what_changed(
+    pools: BoundResource, created: Created, proxy: FaultProxy, api: httpx.Client
+) -> None:
+    proxy.clear_requests()
+    news = pools.checked({**created.inputs, "description": "second words"})
+    outputs = pools.update(created.id, created.outputs, news)
+    (write,) = proxy.writes()
+    assert (write.method, write.path, write.body) == (
+        "PATCH",
+        f"/api/work_pools/{created.name}",
+        {"description": "second words"},
+    )
+    assert outputs["description"] == "second words"
+
+    proxy.clear_requests()
+    news = {k: v for k, v in {**news, "concurrency_limit": None, "paused": True}.items() if v is not None}
+    outputs = pools.update(created.id, outputs, news)
+    (write,) = proxy.writes()
+    assert write.body == {"concurrency_limit": None, "is_paused": True}
+    pool = api.get(f"/work_pools/{created.name}").json()
+    assert (pool["concurrency_limit"], pool["is_paused"], outputs["paused"]) == (None, True, True)
+
+
+def test_delete_twice_succeeds(pools: BoundResource, created: Created, api: httpx.Client) -> None:
+    pools.delete(created.id, created.outputs)
+    pools.delete(created.id, created.outputs)  # already gone: 404 is success
+    assert api.get(f"/work_pools/{created.name}").status_code == 404
+
+
+# --- existing pools -------------------------------------------------------------------------------
+
+
+def test_create_over_an_existing_pool_fails_and_says_how_to_adopt(
+    pools: BoundResource, api: httpx.Client
+) -> None:
+    name = unique()
+    api.post("/work_pools/", json={"name": name, "type": "process"}).raise_for_status()
+    with pytest.raises(ProviderCallError) as error:
+        pools.create(pools.checked({"name": name}))
+    assert "already exists" in error.value.message and "adopt_existing=True" in error.value.message
+
+
+def test_adopt_existing_takes_over_and_patches(
+    pools: BoundResource, api: httpx.Client, proxy: FaultProxy
+) -> None:
+    name = unique()
+    existing = api.post("/work_pools/", json={"name": name, "type": "process", "description": "old"}).json()
+    proxy.clear_requests()
+    id_, outputs = pools.create(pools.checked({"name": name, "description": "new", "adopt_existing": True}))
+    assert id_ == existing["id"]
+    assert [(w.method, w.path) for w in proxy.writes()] == [("PATCH", f"/api/work_pools/{name}")]
+    pool = api.get(f"/work_pools/{name}").json()
+    assert pool["description"] == outputs["description"] == "new"
+    assert same(pool["base_job_template"], PROCESS_TEMPLATE)  # it had none: now validated
+
+
+def test_adopt_refuses_a_pool_of_another_type(pools: BoundResource, api: httpx.Client) -> None:
+    name = unique()
+    api.post("/work_pools/", json={"name": name, "type": "docker"}).raise_for_status()
+    with pytest.raises(ProviderCallError) as error:
+        pools.create(pools.checked({"name": name, "type": "process", "adopt_existing": True}))
+    assert "has type 'docker'" in error.value.message and "cannot change" in error.value.message
