@@ -473,7 +473,7 @@ def test_cli_runs_the_flow_once_and_prints_the_activity(
 ) -> None:
     assert main(["--api-url", api.url, "--type", "education", "--participants", "1"]) == 0
     out = capsys.readouterr().out
-    served_keys = {a["key"] for a in api.served}
+    served_keys = {a["key"] for a in api.served()}
     assert out.count("Suggested activity: Fake activity") >= 1
     assert any(f"key {key}" in out for key in served_keys)
 

@@ -173,7 +173,6 @@ class FakeBoredApi:
         with self._lock:
             return [r for r in self.requests if r.path == path]
 
-    @property
     def served(self) -> list[dict[str, Any]]:
         """Every activity served so far, in order."""
         with self._lock:
@@ -255,7 +254,7 @@ class FakeBoredApi:
             return 200, "application/json", json.dumps(listed), listed
         if path.startswith("/activity/"):
             key = path.removeprefix("/activity/")
-            found = [a for a in self.served if a["key"] == key]
+            found = [a for a in self.served() if a["key"] == key]
             if found:
                 return 200, "application/json", json.dumps(found[0]), found[:1]
             return (
