@@ -58,8 +58,8 @@ MAX_RETRY_AFTER_SECONDS: float = 30.0
 MAX_TOTAL_WAIT_SECONDS: float = 35.0  # sum of all waits in one fetch
 BODY_QUOTE_CHARS: int = 300  # how much of an unexpected body an error message quotes
 
-# Statuses worth another attempt: server trouble, rate limiting, 408 (the server gave up waiting on us).
-RETRYABLE_STATUSES: Final = frozenset({408, 429, 500, 502, 503, 504})
+# Worth another attempt: every 5xx (server trouble), 429 (rate limited), 408 (the server gave up waiting).
+RETRYABLE_4XX: Final = frozenset({408, 429})
 
 # The original server's "no match" errors: "No activit(y|ies) found with the specified parameters".
 _NO_MATCH = re.compile(r"\bno activit(y|ies) (were )?found\b", re.IGNORECASE)
@@ -312,7 +312,7 @@ def _get(
         except httpx.TransportError as exc:  # refused, reset, DNS, TLS: as transient as a 503
             problem = f"failed before any answer ({type(exc).__name__}: {exc})"
         else:
-            if response.status_code not in RETRYABLE_STATUSES:
+            if response.status_code < 500 and response.status_code not in RETRYABLE_4XX:
                 return response
             status = response.status_code
             problem = f"answered HTTP {status} {response.reason_phrase}: {quote(response.text)}"
@@ -404,7 +404,9 @@ def fetch_activity(
             return _activity_from(first_body, first_url, filtered, wanted)
         if first.status_code == 404 and filtered and _is_error_body(first_body):
             raise BoredApiError(
-                f"no activity matches {wanted} (GET {first_url} answered HTTP 404: {quote(first.text)})"
+                f"no activity matches {wanted} (GET {first_url} answered HTTP 404: {quote(first.text)})",
+                url=first_url,
+                status=404,
             )
         if first.status_code != 404 and not first.is_success:
             raise _status_error(first)
@@ -443,9 +445,13 @@ def _is_error_body(body: object) -> bool:
 
 def _status_error(response: httpx.Response) -> BoredApiError:
     url = str(response.request.url)
+    why = (
+        "a client error, not retried: check api_url and the filters"
+        if response.is_client_error
+        else "not retried"
+    )
     return BoredApiError(
-        f"GET {url} answered HTTP {response.status_code} {response.reason_phrase}: {quote(response.text)} "
-        "(a client error: not retried; check api_url and the filters)",
+        f"GET {url} answered HTTP {response.status_code} {response.reason_phrase}: {quote(response.text)} ({why})",
         url=url,
         status=response.status_code,
     )

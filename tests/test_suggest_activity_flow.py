@@ -3,7 +3,7 @@ Bored API over real HTTP, and read back through Prefect (flow run state, artifac
 
 from __future__ import annotations
 
-import email.utils
+import dataclasses
 import logging
 import os
 import subprocess
@@ -29,7 +29,13 @@ from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settin
 from prefect.states import State
 
 from flows import bored_api
-from flows.suggest_activity import ARTIFACT_KEY, FLOW_TIMEOUT_SECONDS, main, suggest_activity
+from flows.suggest_activity import (
+    ARTIFACT_KEY,
+    FLOW_TIMEOUT_SECONDS,
+    activity_markdown,
+    main,
+    suggest_activity,
+)
 from tests.support.fake_bored_api import MIRROR_NO_MATCH, SPA_PAGE, FakeBoredApi, Fault
 from tests.support.prefect_server import PrefectServer
 
@@ -238,12 +244,13 @@ def test_429_waits_as_retry_after_says_then_retries(api: FakeBoredApi) -> None:
 
 
 def test_429_retry_after_as_http_date(api: FakeBoredApi) -> None:
-    api.add_faults(Fault.rate_limited(retry_after=email.utils.formatdate(time.time() + 2, usegmt=True)))
+    api.add_faults(Fault.rate_limited_until(2))
     state, _ = run(api.url)
 
     assert state.is_completed()
     assert [r.status for r in api.requests] == [429, 200]
-    assert api.requests[1].at - api.requests[0].at >= 0.9  # the date is whole seconds: 1-2 s from now
+    assert api.requests[1].at - api.requests[0].at >= 0.9  # the date is whole seconds: 1-2 s ahead
+    assert api.requests[0].fault is not None and api.requests[0].fault.retry_after_date_in == 2
 
 
 def test_429_asking_longer_than_the_cap_fails_at_once(api: FakeBoredApi) -> None:
@@ -260,18 +267,18 @@ def test_429_asking_longer_than_the_cap_fails_at_once(api: FakeBoredApi) -> None
 # --- 5xx and timeouts ----------------------------------------------------------------------------------
 
 
-def test_5xx_is_retried_with_growing_backoff_then_succeeds(
+def test_5xx_and_408_are_retried_with_growing_backoff_then_succeed(
     api: FakeBoredApi, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(bored_api, "BACKOFF_SECONDS", 0.2)
-    api.add_faults(Fault.http(503), Fault.http(502))
+    monkeypatch.setattr(bored_api, "BACKOFF_SECONDS", 0.1)
+    api.add_faults(Fault.http(503), Fault.http(501), Fault.http(408))
     state, run_id = run(api.url)
 
     assert state.is_completed()
-    assert [r.status for r in api.requests] == [503, 502, 200]
+    assert [r.status for r in api.requests] == [503, 501, 408, 200]
     gaps = [later.at - earlier.at for earlier, later in zip(api.requests, api.requests[1:], strict=False)]
-    assert gaps[0] >= 0.2 and gaps[1] >= 0.4
-    assert_same_activity(state.result(), api.requests[2].served[0])
+    assert gaps[0] >= 0.1 and gaps[1] >= 0.2 and gaps[2] >= 0.4
+    assert_same_activity(state.result(), api.requests[3].served[0])
     assert the_artifact_of(run_id)
 
 
@@ -512,3 +519,58 @@ def test_the_fake_original_server_serves_its_web_app_like_the_real_one(fake_bore
     assert (page.status_code, page.text) == (200, SPA_PAGE)
     unknown = httpx.get(f"{fake_bored_api.url}/api/nope").json()
     assert unknown == {"error": "Endpoint not found"}
+
+
+def test_the_fake_mirror_serves_unique_activities_and_looks_them_up_by_key(
+    fake_bored_api: FakeBoredApi,
+) -> None:
+    first = httpx.get(f"{fake_bored_api.url}/random").json()
+    listed = httpx.get(f"{fake_bored_api.url}/filter", params={"type": "diy", "participants": 2}).json()
+    assert len({a["key"] for a in [first, *listed]}) == 1 + fake_bored_api.filter_size
+    assert {(a["type"], a["participants"]) for a in listed} == {("diy", 2)}
+    assert httpx.get(f"{fake_bored_api.url}/activity/{first['key']}").json() == first
+    assert fake_bored_api.served() == [first, *listed, first]
+    assert [r.path for r in fake_bored_api.requests_to("/random")] == ["/random"]
+
+
+# --- the artifact's markdown (unit) --------------------------------------------------------------------
+
+
+def make_activity(**changes: Any) -> bored_api.Activity:
+    base = bored_api.parse_activity(
+        {"activity": "Learn Express.js", "type": "education", "participants": 1, "price": 0.1}
+        | {"accessibility": 0.25, "link": "https://expressjs.com/", "key": "3943506"}
+    )
+    return dataclasses.replace(base, **changes)
+
+
+def test_markdown_has_a_title_line_a_table_and_a_clickable_link() -> None:
+    markdown = activity_markdown(
+        make_activity(accessibility_label="Few to no challenges", duration="hours", kid_friendly=False)
+    )
+    assert markdown.splitlines() == [
+        "# Learn Express.js",
+        "",
+        "| Field | Value |",
+        "| --- | --- |",
+        "| Type | education |",
+        "| Participants | 1 |",
+        "| Price | 0.1 (0 = free, 1 = most expensive) |",
+        "| Accessibility | 0.25 (0 = most accessible), Few to no challenges |",
+        "| Duration | hours |",
+        "| Kid-friendly | no |",
+        "| Link | [https://expressjs.com/](https://expressjs.com/) |",
+        "| Key | 3943506 |",
+    ]
+
+
+def test_markdown_escapes_api_text_and_only_links_web_urls() -> None:
+    markdown = activity_markdown(
+        make_activity(activity="Pipes | and *stars*", price=0.0, link="javascript:alert(1)")
+    )
+    lines = markdown.splitlines()
+    assert lines[0] == r"# Pipes \| and \*stars\*"
+    assert "| Price | free |" in lines
+    assert "| Link | javascript:alert(1) |" in lines and "](" not in markdown
+    spaced = activity_markdown(make_activity(link="https://example.org/a b(c)"))
+    assert "[https://example.org/a b(c)](https://example.org/a%20b%28c%29)" in spaced

@@ -17,13 +17,14 @@ Bind to `0.0.0.0` (`FakeBoredApi(host="0.0.0.0")`) for flows running in containe
 
 from __future__ import annotations
 
+import email.utils
 import itertools
 import json
 import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Literal
@@ -58,6 +59,7 @@ class Fault:
     headers: Mapping[str, str] = field(default_factory=dict)
     content_type: str = "application/json"
     delay: float = 0.0
+    retry_after_date_in: float | None = None  # send `Retry-After: <HTTP date this many seconds ahead>`
 
     @classmethod
     def http(cls, status: int, body: object = None, headers: Mapping[str, str] | None = None) -> Fault:
@@ -68,6 +70,11 @@ class Fault:
     def rate_limited(cls, retry_after: str | None = None) -> Fault:
         headers = {"Retry-After": retry_after} if retry_after is not None else {}
         return cls.http(429, {"error": "Too many requests, please try again later."}, headers)
+
+    @classmethod
+    def rate_limited_until(cls, seconds_ahead: float) -> Fault:
+        """429 with `Retry-After` as an HTTP date, computed when the answer is sent."""
+        return replace(cls.rate_limited(), retry_after_date_in=seconds_ahead)
 
     @classmethod
     def json_body(cls, payload: object, status: int = 200) -> Fault:
@@ -303,7 +310,10 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(fault.delay)
         if fault is not None and fault.status is not None:
             status, content_type, body = fault.status, fault.content_type, fault.body
-            headers = fault.headers
+            headers = dict(fault.headers)
+            if fault.retry_after_date_in is not None:
+                when = time.time() + fault.retry_after_date_in
+                headers["Retry-After"] = email.utils.formatdate(when, usegmt=True)
         else:
             status, content_type, body, served = self.api.answer(parts.path, query)
         record.status, record.served = status, served
