@@ -14,6 +14,8 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+from pulumi.output import Unknown
+from pulumi.runtime import rpc
 
 from infra.prefect import Deployment, DeploymentProvider
 from infra.prefect.job_templates import default_base_job_template
@@ -465,3 +467,26 @@ def test_delete_twice_and_no_scheduled_runs_remain(
 
 def test_resource_type_token() -> None:
     assert Deployment._resource_type_name == "dynamic/prefect:Deployment"
+
+
+def test_preview_with_values_not_known_yet(deployments: BoundResource, created: Created) -> None:
+    """During a preview, outputs of resources not created yet arrive as unknowns: check must not judge
+    them, and diff must report a change rather than guess."""
+    news = {
+        **created.inputs,
+        "work_pool_name": rpc.UNKNOWN,
+        "job_variables": {"image": rpc.UNKNOWN},
+        "schedules": [{"slug": "morning", "cron": rpc.UNKNOWN}],
+    }
+    checked = deployments.check(news)
+    assert checked.failures == []
+    assert isinstance(checked["work_pool_name"], Unknown)
+    diff = deployments.diff(created.id, created.outputs, news)
+    assert (diff.changes, diff.replaces) == (True, [])
+
+
+def test_read_with_only_an_id_recovers_the_flow_name(deployments: BoundResource, created: Created) -> None:
+    """`Deployment.get(name, id)` sends no properties."""
+    read = deployments.read(created.id, {})
+    assert read.outputs["flow_name"] == "provider-test-flow"
+    assert read.outputs["schedule_ids"] == created.outputs["schedule_ids"]

@@ -21,7 +21,7 @@ import struct
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -67,7 +67,7 @@ class RecordedRequest:
     body: Any  # decoded JSON, raw text, or None
     fault: Fault | None
     status: int | None  # the status the client received (None for reset/stall/upstream failure)
-    at: float = field(default_factory=time.monotonic)
+    at: float  # time.monotonic() when the request arrived
 
     @property
     def is_write(self) -> bool:
@@ -215,6 +215,7 @@ def _make_handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
             pass
 
         def _handle(self) -> None:
+            arrived = time.monotonic()
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
             method, path = self.command, self.path
@@ -222,7 +223,7 @@ def _make_handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
             rule = proxy._take_fault(method, path)
 
             def record(status: int | None, fault: Fault | None = None) -> None:
-                proxy._record(RecordedRequest(method, path, headers, _decode(body), fault, status))
+                proxy._record(RecordedRequest(method, path, headers, _decode(body), fault, status, arrived))
 
             if rule is not None:
                 if isinstance(rule.fault.value, int):

@@ -1,0 +1,147 @@
+"""Connection settings and authentication, through the gRPC host the engine starts.
+
+A second REAL Prefect server runs with basic auth (`PREFECT_SERVER_API_AUTH_STRING`). Prefect Cloud cannot
+be reached from here: its request shape (Bearer key, account/workspace base path) is checked against a
+recording proxy, and its URL parsing is unit-tested in test_prefect_client.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import pytest
+
+from infra.prefect import DeploymentProvider, WorkPoolProvider
+from tests.support.fault_proxy import FaultProxy
+from tests.support.prefect_server import PrefectServer
+from tests.support.provider_host import (
+    BoundResource,
+    ProviderCallError,
+    ProviderHost,
+    host_env,
+    provider_property,
+)
+
+AUTH = "pulumi-user:s3cret-pass"
+ACCOUNT = "9b8a2f3e-1c4d-4e5f-8a9b-0c1d2e3f4a5b"
+WORKSPACE = "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d"
+
+
+@pytest.fixture(scope="module")
+def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
+    server = PrefectServer(
+        home=tmp_path_factory.mktemp("prefect-auth-server"),
+        extra_env={"PREFECT_SERVER_API_AUTH_STRING": AUTH},
+    ).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@contextmanager
+def work_pools(
+    config: dict[str, Any], secret_keys: tuple[str, ...] = (), env: dict[str, str] | None = None
+) -> Iterator[BoundResource]:
+    """A fresh host (the host configures each provider once), configured like the engine does it."""
+    with ProviderHost(env=host_env(env)) as host:
+        host.configure(config, secret_keys)
+        yield host.resource(WorkPoolProvider(), "prefect:WorkPool")
+
+
+def unique() -> str:
+    return f"auth-{uuid.uuid4().hex[:8]}"
+
+
+def test_auth_string_from_stack_config_works_and_stays_out_of_state(auth_server: PrefectServer) -> None:
+    config = {"prefect:apiUrl": auth_server.api_url, "prefect:authString": AUTH}
+    with work_pools(config, secret_keys=("prefect:authString",)) as pools:
+        inputs = pools.checked({"name": unique()})
+        id_, outputs = pools.create(inputs)
+        assert pools.read(id_, outputs).outputs == outputs
+        pools.delete(id_, outputs)
+        assert pools.read(id_, outputs).gone
+    state = json.dumps([inputs, outputs])
+    assert "s3cret" not in state
+    for provider in (WorkPoolProvider(), DeploymentProvider()):
+        assert b"s3cret" not in base64.b64decode(provider_property(provider))
+
+
+@pytest.mark.parametrize(
+    "config",
+    [{}, {"prefect:authString": "pulumi-user:wrong"}],
+    ids=["no-credentials", "wrong-password"],
+)
+def test_missing_or_wrong_credentials_fail_with_a_clear_401(
+    auth_server: PrefectServer, config: dict[str, str]
+) -> None:
+    with (
+        work_pools({"prefect:apiUrl": auth_server.api_url, **config}) as pools,
+        pytest.raises(ProviderCallError) as error,
+    ):
+        pools.create(pools.checked({"name": unique()}))
+    message = error.value.message
+    assert "PrefectApiError: Prefect API POST /work_pools/ failed: 401 Unauthorized" in message
+    assert "prefect:authString" in message and "PREFECT_API_AUTH_STRING" in message
+    assert "Gave up" not in message  # a 401 is not retried
+
+
+def test_environment_is_the_fallback_and_stack_config_wins(auth_server: PrefectServer) -> None:
+    env = {"PREFECT_API_URL": auth_server.api_url, "PREFECT_API_AUTH_STRING": AUTH}
+    with work_pools({}, env=env) as pools:
+        id_, outputs = pools.create(pools.checked({"name": unique()}))
+        pools.delete(id_, outputs)
+    wrong_env = {"PREFECT_API_URL": "http://127.0.0.1:9/api", "PREFECT_API_AUTH_STRING": "x:y"}
+    config = {"prefect:apiUrl": auth_server.api_url, "prefect:authString": AUTH}
+    with work_pools(config, secret_keys=("prefect:authString",), env=wrong_env) as pools:
+        id_, outputs = pools.create(pools.checked({"name": unique()}))
+        pools.delete(id_, outputs)
+
+
+def test_without_any_url_the_error_says_how_to_set_one() -> None:
+    with work_pools({}) as pools, pytest.raises(ProviderCallError) as error:
+        pools.create(pools.checked({"name": unique()}))
+    assert "No Prefect API URL" in error.value.message
+    assert (
+        "pulumi config set prefect:apiUrl" in error.value.message and "PREFECT_API_URL" in error.value.message
+    )
+
+
+def test_cloud_requests_use_the_workspace_path_and_a_bearer_key(prefect_server: PrefectServer) -> None:
+    """A Cloud-shaped URL served by a recording proxy: the request that would reach Prefect Cloud."""
+    with FaultProxy(prefect_server.api_url) as proxy:
+        cloud_url = f"{proxy.base_url}/api/accounts/{ACCOUNT}/workspaces/{WORKSPACE}"
+        config = {"prefect:apiUrl": cloud_url, "prefect:apiKey": "pnu_test_key"}
+        with work_pools(config, secret_keys=("prefect:apiKey",)) as pools:
+            # Cloud-only pool types are accepted once the URL is a Cloud workspace.
+            managed = pools.check({"name": "managed-pool", "type": "prefect:managed"})
+            assert managed.failures == []
+            assert "base_job_template" not in managed  # Cloud's own default template applies
+            with pytest.raises(ProviderCallError):  # the OSS server behind the proxy has no such route
+                pools.create(pools.checked({"name": "cloud-pool"}))
+        (request,) = proxy.writes()
+    assert (request.method, request.path) == (
+        "POST",
+        f"/api/accounts/{ACCOUNT}/workspaces/{WORKSPACE}/work_pools/",
+    )
+    assert request.headers["Authorization"] == "Bearer pnu_test_key"
+
+
+def test_cloud_without_an_api_key_fails_before_sending_anything() -> None:
+    cloud_url = f"https://api.prefect.cloud/api/accounts/{ACCOUNT}/workspaces/{WORKSPACE}"
+    with work_pools({"prefect:apiUrl": cloud_url}) as pools, pytest.raises(ProviderCallError) as error:
+        pools.create(pools.checked({"name": unique()}))
+    assert "Prefect Cloud needs an API key" in error.value.message
+    assert "pulumi config set --secret prefect:apiKey" in error.value.message
+
+
+def test_health_stays_open_on_an_auth_server(auth_server: PrefectServer) -> None:
+    """Sanity check of the fixture: without credentials only /health answers."""
+    assert httpx.get(f"{auth_server.api_url}/health").status_code == 200
+    assert httpx.get(f"{auth_server.api_url}/work_pools/x").status_code == 401
