@@ -106,6 +106,8 @@ ensure_dockerd() {
         log "dockerd: a dockerd process exists but does not answer yet; waiting up to ${DOCKERD_WAIT}s"
     else
         is_root || die "no Docker engine answers and only root can start dockerd; run this script as root"
+        # No dockerd runs, so a pid file is left over from one that was killed (e.g. at the end of a session).
+        rm -f /var/run/docker.pid
         log "dockerd: starting (log: $dockerd_log)"
         setsid dockerd >"$dockerd_log" 2>&1 </dev/null 9>&- &
         pid=$!
