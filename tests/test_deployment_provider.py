@@ -385,6 +385,11 @@ def test_update_of_fields_patches_the_full_set(
     assert outputs.get("next_run_time") is None  # paused: nothing will run (None keys are not sent)
     assert deployments.diff(created.id, outputs, news).changes is False
 
+    unlimited = {k: v for k, v in news.items() if k != "concurrency_limit"}
+    outputs = deployments.update(created.id, outputs, unlimited)
+    assert api.get(f"/deployments/{created.id}").json()["global_concurrency_limit"] is None
+    assert "concurrency_limit" not in outputs
+
 
 def test_update_rejects_job_variables_the_pool_does_not_accept(
     deployments: BoundResource, created: Created

@@ -234,8 +234,7 @@ class DeploymentProvider(PrefectResourceProvider):
 
     @staticmethod
     def _field_body(desired: Mapping[str, Any]) -> dict[str, Any]:
-        body = {k: desired.get(k) for k in FIELD_KEYS if _managed(k, desired)}
-        return body
+        return {k: desired.get(k) for k in FIELD_KEYS if _managed(k, desired)}
 
     def _reconcile(self, client: PrefectClient, current: dict[str, Any], desired: dict[str, Any]) -> None:
         """Make the server match `desired`, sending only what differs from `current` (a fresh GET)."""
