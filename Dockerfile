@@ -47,7 +47,7 @@ RUN set -eux \
  && /tmp/uv-tool/bin/uv pip check --python /opt/venv/bin/python \
  && rm -rf /tmp/uv-tool /tmp/requirements.txt /root/.cache
 
-# The flow code last: a change here rebuilds only these small layers. Owned by root, read-only for the worker.
+# The flow code last: a change here rebuilds only this small layer. Owned by root, read-only for the worker.
 COPY flows/ ./flows/
 
 USER 10001:10001
