@@ -6,6 +6,7 @@ a recording proxy; out-of-band edits go straight to the server.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -495,3 +496,34 @@ def test_read_with_only_an_id_recovers_the_flow_name(deployments: BoundResource,
     read = deployments.read(created.id, {})
     assert read.outputs["flow_name"] == "provider-test-flow"
     assert read.outputs["schedule_ids"] == created.outputs["schedule_ids"]
+
+
+def scheduled_run_ids(api: httpx.Client, deployment_id: str) -> set[str]:
+    runs = api.post(
+        "/flow_runs/filter",
+        json={
+            "flow_runs": {
+                "deployment_id": {"any_": [deployment_id]},
+                "state": {"type": {"any_": ["SCHEDULED"]}},
+            }
+        },
+    ).json()
+    return {run["id"] for run in runs}
+
+
+def test_adding_a_schedule_keeps_the_runs_already_scheduled(
+    deployments: BoundResource, created: Created, api: httpx.Client
+) -> None:
+    """Only a POST of the new schedule is sent, so the scheduler's runs of the others survive. (A PATCH or
+    DELETE of any schedule makes the server drop all of the deployment's auto-scheduled runs; its scheduler
+    recreates them on its next loop.)"""
+    deadline = time.monotonic() + 30
+    while not (before := scheduled_run_ids(api, created.id)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert before, "the scheduler created no runs within 30 s"
+    added = [*created.inputs["schedules"], {"slug": "noon", "cron": "0 12 * * *"}]
+    outputs = deployments.update(
+        created.id, created.outputs, deployments.checked({**created.inputs, "schedules": added})
+    )
+    assert set(outputs["schedule_ids"]) == {"morning", "weekly", "noon"}
+    assert before <= scheduled_run_ids(api, created.id)
