@@ -1,0 +1,97 @@
+"""What a user would look at after `pulumi up`: the Prefect API and Docker, read directly (not via the providers)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import docker
+import httpx
+
+RUN_TIMEOUT_SECONDS = 240
+TERMINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+class PrefectApi:
+    """A tiny direct client of the Prefect server, independent of the code under test."""
+
+    def __init__(self, api_url: str) -> None:
+        self.http = httpx.Client(base_url=api_url, timeout=30)
+
+    def get(self, path: str) -> httpx.Response:
+        return self.http.get(path)
+
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        response = self.http.post(path, json=body)
+        response.raise_for_status()
+        return response.json()
+
+    def scheduled_runs(self, deployment_id: str) -> list[dict[str, Any]]:
+        body = {
+            "flow_runs": {
+                "deployment_id": {"any_": [deployment_id]},
+                "state": {"type": {"any_": ["SCHEDULED"]}},
+            },
+            "sort": "EXPECTED_START_TIME_ASC",
+            "limit": 10,
+        }
+        runs: list[dict[str, Any]] = self.post("/flow_runs/filter", body)
+        return runs
+
+    def wait_for_scheduled_runs(self, deployment_id: str, timeout: float = 60) -> list[dict[str, Any]]:
+        """The scheduler creates auto-scheduled runs a few seconds after a deployment appears."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            runs = [r for r in self.scheduled_runs(deployment_id) if "auto-scheduled" in r["tags"]]
+            if runs:
+                return runs
+            time.sleep(1)
+        raise AssertionError(f"no scheduled runs of deployment {deployment_id} after {timeout}s")
+
+    def trigger(self, deployment_id: str) -> str:
+        run: dict[str, Any] = self.post(f"/deployments/{deployment_id}/create_flow_run", {})
+        return str(run["id"])
+
+    def wait_for_run(self, run_id: str, timeout: float = RUN_TIMEOUT_SECONDS) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            run: dict[str, Any] = self.get(f"/flow_runs/{run_id}").raise_for_status().json()
+            if run["state_type"] in TERMINAL_STATES:
+                return run
+            time.sleep(1)
+        raise AssertionError(f"flow run {run_id} not finished after {timeout}s (state {run['state_type']})")
+
+    def artifacts_of(self, run_id: str) -> list[dict[str, Any]]:
+        artifacts: list[dict[str, Any]] = self.post(
+            "/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [run_id]}}}
+        )
+        return artifacts
+
+    def log_text(self, run_id: str) -> str:
+        logs = self.post("/logs/filter", {"logs": {"flow_run_id": {"any_": [run_id]}}, "limit": 200})
+        return "\n".join(entry["message"] for entry in logs)
+
+    def wait_for_log(self, run_id: str, text: str, timeout: float = 30) -> str:
+        """Runs ship their logs in batches, a moment after their state changes."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            logs = self.log_text(run_id)
+            if text in logs:
+                return logs
+            time.sleep(1)
+        raise AssertionError(f"{text!r} not in the logs of run {run_id} after {timeout}s:\n{logs}")
+
+    def wait_for_pool_status(self, pool_name: str, status: str, timeout: float = 90) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pool: dict[str, Any] = self.get(f"/work_pools/{pool_name}").raise_for_status().json()
+            if pool["status"] == status:
+                return pool
+            time.sleep(1)
+        raise AssertionError(f"work pool {pool_name} not {status} after {timeout}s")
+
+
+def stack_containers(client: docker.DockerClient, stack: str) -> list[Any]:
+    """Containers of a stack, found by the label the program puts on them (running or not)."""
+    containers: list[Any] = client.containers.list(all=True, filters={"label": f"pulumi.stack={stack}"})
+    return containers
