@@ -574,3 +574,12 @@ def test_markdown_escapes_api_text_and_only_links_web_urls() -> None:
     assert "| Link | javascript:alert(1) |" in lines and "](" not in markdown
     spaced = activity_markdown(make_activity(link="https://example.org/a b(c)"))
     assert "[https://example.org/a b(c)](https://example.org/a%20b%28c%29)" in spaced
+
+
+def test_an_unreachable_api_is_retried_then_fails_naming_url(api: FakeBoredApi) -> None:
+    with FakeBoredApi() as gone:
+        url = gone.url  # a port that was just free: nothing listens there once the server stops
+    state, run_id = run(url)
+
+    assert state.is_failed()
+    assert_failed_without_artifact(run_id, f"{url}/random", "ConnectError", "gave up after 4 attempt")
