@@ -84,17 +84,34 @@ def test_ui_urls_for_cloud_and_self_hosted() -> None:
 # --- connection settings --------------------------------------------------------------------------
 
 
-def test_stack_config_wins_and_each_missing_key_falls_back_to_the_environment() -> None:
+def test_stack_config_wins_and_the_environment_is_the_fallback() -> None:
     env = {
         "PREFECT_API_URL": "http://env:4200/api",
         "PREFECT_API_KEY": "pnu_env",
-        "PREFECT_API_AUTH_STRING": "env:pass",
+        "PREFECT_API_AUTH_STRING": "e:p",
     }
-    settings = ConnectionSettings.from_config({"prefect:apiUrl": "http://config:4200/api"}, env)
-    assert settings.api_url == "http://config:4200/api"
-    assert (settings.api_key, settings.auth_string) == ("pnu_env", "env:pass")
-    assert ConnectionSettings.from_config({}, env).api_url == "http://env:4200/api"
+    from_env = ConnectionSettings.from_config({}, env)
+    assert (from_env.api_url, from_env.api_key, from_env.auth_string) == (
+        "http://env:4200/api",
+        "pnu_env",
+        "e:p",
+    )
     assert ConnectionSettings.from_config({}, {}).api_url is None
+    # Only the URL in the stack config, the same server in the environment: its credentials apply.
+    same_server = ConnectionSettings.from_config({"prefect:apiUrl": "http://env:4200/api/"}, env)
+    assert (same_server.api_key, same_server.auth_string) == ("pnu_env", "e:p")
+
+
+def test_credentials_are_never_sent_to_a_server_they_were_not_given_for() -> None:
+    cloud_env = {"PREFECT_API_URL": CLOUD_API, "PREFECT_API_KEY": "pnu_cloud"}
+    local = ConnectionSettings.from_config({"prefect:apiUrl": "http://127.0.0.1:4200/api"}, cloud_env)
+    assert (local.api_url, local.api_key) == ("http://127.0.0.1:4200/api", None)
+    # Credentials from the stack config come as a pair: an API key in the environment cannot override
+    # the configured basic auth (Prefect gives a key precedence over an auth string).
+    config = {"prefect:apiUrl": "http://127.0.0.1:4200/api", "prefect:authString": "u:p"}
+    with_auth = ConnectionSettings.from_config(config, {"PREFECT_API_KEY": "pnu_env"})
+    assert (with_auth.api_key, with_auth.auth_string) == (None, "u:p")
+    assert with_auth.auth_headers()["Authorization"].startswith("Basic ")
 
 
 def test_settings_read_from_the_dynamic_provider_config_object() -> None:

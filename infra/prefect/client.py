@@ -164,14 +164,25 @@ class ConnectionSettings:
         cls, config: Mapping[str, Any] | _ConfigLookup, environ: Mapping[str, str] | None = None
     ) -> ConnectionSettings:
         """From the stack config (`prefect:apiUrl`, `prefect:apiKey`, `prefect:authString`) as `configure()`
-        receives it; each value that is absent falls back to PREFECT_API_URL / PREFECT_API_KEY /
-        PREFECT_API_AUTH_STRING, the variables Prefect users already have."""
+        receives it, falling back to PREFECT_API_URL / PREFECT_API_KEY / PREFECT_API_AUTH_STRING, the
+        variables Prefect users already have.
+
+        Credentials are never sent to a server they were not given for: credentials in the stack config win
+        as a pair (an API key in the environment does not override `prefect:authString`), and the
+        environment's credentials are ignored when it names a different server than `prefect:apiUrl`.
+        """
         env = os.environ if environ is None else environ
-        return cls(
-            api_url=_config_str(config.get(API_URL_KEY)) or _config_str(env.get(API_URL_ENV)),
-            api_key=_config_str(config.get(API_KEY_KEY)) or _config_str(env.get(API_KEY_ENV)),
-            auth_string=_config_str(config.get(AUTH_STRING_KEY)) or _config_str(env.get(AUTH_STRING_ENV)),
-        )
+        config_url = _config_str(config.get(API_URL_KEY))
+        config_key = _config_str(config.get(API_KEY_KEY))
+        config_auth = _config_str(config.get(AUTH_STRING_KEY))
+        env_url = _config_str(env.get(API_URL_ENV))
+        if config_key or config_auth:
+            api_key, auth_string = config_key, config_auth
+        elif config_url and env_url and config_url.rstrip("/") != env_url.rstrip("/"):
+            api_key, auth_string = None, None  # the environment's credentials belong to another server
+        else:
+            api_key, auth_string = _config_str(env.get(API_KEY_ENV)), _config_str(env.get(AUTH_STRING_ENV))
+        return cls(api_url=config_url or env_url, api_key=api_key, auth_string=auth_string)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ConnectionSettings:
