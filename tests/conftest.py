@@ -12,7 +12,7 @@ import pytest
 # Keep the test process's own Prefect state (profiles, local results) out of the user's ~/.prefect.
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="suggest-activity-client-"))
 
-from tests.support.prefect_server import PrefectServer  # noqa: E402
+from tests.support.prefect_server import PrefectServer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

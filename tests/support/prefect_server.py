@@ -60,7 +60,17 @@ class PrefectServer:
         self.home.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "prefect", "server", "start", "--host", "0.0.0.0", "--port", str(self.port)],
+            [
+                sys.executable,
+                "-m",
+                "prefect",
+                "server",
+                "start",
+                "--host",
+                "0.0.0.0",
+                "--port",
+                str(self.port),
+            ],
             env=self.server_env(),
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -73,7 +83,9 @@ class PrefectServer:
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"prefect server exited with {self.process.returncode}; log: {self.log_path}")
+                raise RuntimeError(
+                    f"prefect server exited with {self.process.returncode}; log: {self.log_path}"
+                )
             try:
                 if httpx.get(f"{self.api_url}/health", timeout=2).status_code == 200:
                     return
