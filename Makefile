@@ -24,15 +24,21 @@ down: ## destroy everything the stack created, then stop the local Prefect serve
 	pulumi destroy --yes --stack $(STACK)
 	$(MAKE) server-stop
 
-server: ## a local Prefect server on 0.0.0.0 so that containers reach it through host.docker.internal
+# Not `prefect server start --background`: it pipes the server's output to a process that exits, and the
+# server dies at its first log line.
+server: ## a local Prefect server on 0.0.0.0 (containers reach it through host.docker.internal); log in .prefect-server.log
 	@if curl -fsS http://127.0.0.1:$(PREFECT_PORT)/api/health >/dev/null 2>&1; then \
 		echo "Prefect server already answers on :$(PREFECT_PORT)"; \
 	else \
-		uv run prefect server start --host 0.0.0.0 --port $(PREFECT_PORT) --background; \
+		setsid nohup .venv/bin/prefect server start --host 0.0.0.0 --port $(PREFECT_PORT) >.prefect-server.log 2>&1 & \
+		echo $$! >.prefect-server.pid; \
+		for i in $$(seq 90); do curl -fsS http://127.0.0.1:$(PREFECT_PORT)/api/health >/dev/null 2>&1 && \
+			echo "Prefect server up: http://127.0.0.1:$(PREFECT_PORT)" && exit 0; sleep 1; done; \
+		echo "the Prefect server did not answer on :$(PREFECT_PORT) within 90 s; see .prefect-server.log"; exit 1; \
 	fi
 
 server-stop:
-	-uv run prefect server stop
+	@if [ -f .prefect-server.pid ]; then kill -- -$$(cat .prefect-server.pid) 2>/dev/null || true; rm -f .prefect-server.pid; fi
 
 run-once: ## run the flow once here, against the real Bored API, and print the activity
 	uv run python -m flows.suggest_activity
