@@ -7,6 +7,7 @@ reported together, so a bad stack fails fast and creates nothing.
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -232,11 +233,18 @@ def _prefect_connection(read: _Reader) -> PrefectConnection:
     api_url = read.text("prefect:apiUrl")
     api_key = read.secret("prefect:apiKey")
     auth_string = read.secret("prefect:authString")
+    # Like the providers: the variables Prefect users already have fill what the stack leaves out, and
+    # credentials from the environment only go to the server the environment names.
+    env_url = os.environ.get("PREFECT_API_URL", "").strip() or None
+    if api_key is None and auth_string is None and (api_url is None or api_url == env_url):
+        api_key = _secret_from_env("PREFECT_API_KEY")
+        auth_string = _secret_from_env("PREFECT_API_AUTH_STRING")
+    api_url = api_url or env_url
     if api_url is None:
         read.problem(
             "prefect:apiUrl",
             "is required; fix: pulumi config set prefect:apiUrl http://127.0.0.1:4200/api "
-            "(local server) or your Prefect Cloud workspace URL",
+            "(local server) or your Prefect Cloud workspace URL (or export PREFECT_API_URL)",
         )
         return PrefectConnection("", "", api_key, auth_string)
     api_url = api_url.rstrip("/")
@@ -267,6 +275,11 @@ def _prefect_connection(read: _Reader) -> PrefectConnection:
         )
     worker_api_url = read.text("prefect:workerApiUrl") or _as_seen_from_container(api_url)
     return PrefectConnection(api_url, worker_api_url, api_key, auth_string)
+
+
+def _secret_from_env(name: str) -> pulumi.Output[str] | None:
+    value = os.environ.get(name, "").strip()
+    return pulumi.Output.secret(value) if value else None
 
 
 def _as_seen_from_container(api_url: str) -> str:

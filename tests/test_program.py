@@ -301,3 +301,24 @@ def test_image_tag_is_stable_and_follows_the_flow_code(tmp_path: Path) -> None:
     flow.write_text(flow.read_text() + "\n# a code change\n")
     assert content_tag(copy, "python:3.12-slim") != tag
     assert content_tag(REPO_ROOT, "python:3.13-slim") != tag
+
+
+def test_prefect_environment_variables_fill_what_the_stack_leaves_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PREFECT_API_URL", CLOUD_URL)
+    monkeypatch.setenv("PREFECT_API_KEY", API_KEY)
+    config = {k: v for k, v in cloud_stack_config().items() if not k.startswith("prefect:")}
+    run = run_program(config, ["image:password"], stack="prod")
+    for worker in run.of_type(CONTAINER):
+        assert f"PREFECT_API_URL={CLOUD_URL}" in plain(worker.inputs["envs"])
+        # Kept secret though it came from the environment.
+        assert all(secret for _, leaf, secret in _walk(worker.inputs) if API_KEY in str(leaf))
+        assert f"PREFECT_API_KEY={API_KEY}" in plain(worker.inputs["envs"])
+
+
+def test_environment_credentials_do_not_follow_a_different_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PREFECT_API_URL", CLOUD_URL)
+    monkeypatch.setenv("PREFECT_API_KEY", API_KEY)
+    run = run_program(dev_stack_config())  # the dev stack names its own, local server
+    assert not any("PREFECT_API_KEY" in str(plain(e)) for e in run.one(CONTAINER).inputs["envs"])
