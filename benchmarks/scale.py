@@ -1,0 +1,301 @@
+"""Scale: create, refresh (read) and destroy 1, 10 and 50 deployments through the providers.
+
+    uv run python -m benchmarks.scale [--rounds 5] [--sizes 1 10 50]
+
+The providers run in the gRPC host the Pulumi engine starts, against a local `prefect server`, through a
+recording proxy that counts requests. Each round does every size once, in a rotating order (1 10 50, then
+10 50 1, …) so that drift in the machine's load spreads over all sizes; reported numbers are medians over
+rounds. Operations are serial (the engine would run independent resources in parallel, so these wall times
+are an upper bound for `pulumi up`). Every deployment has the program's inputs (09:00 cron schedule
+included) under a unique name, in one work pool. Writes benchmarks/results/scale.json and scale.svg.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+from benchmarks._common import (
+    RESULTS_DIR,
+    LoadMonitor,
+    fmt,
+    isolate_prefect_home,
+    machine_info,
+    md_table,
+    median,
+    now_iso,
+    prefect_server,
+    summary,
+    write_results,
+)
+from benchmarks.provider_cost import declared_inputs, program_config
+
+NAME = "scale"
+PHASES = ("create", "refresh", "destroy")
+
+
+def one_size(deps: Any, proxy: Any, base: dict[str, Any], prefix: str, n: int) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    created: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
+
+    proxy.clear_requests()
+    started = time.perf_counter()
+    for i in range(n):
+        inputs = deps.checked({**base, "name": f"{prefix}-{i}"})
+        id_, outputs = deps.create(inputs, name=f"d{i}")
+        created.append((id_, inputs, outputs))
+    result["create"] = {"seconds": time.perf_counter() - started, "requests": len(proxy.requests)}
+
+    proxy.clear_requests()
+    started = time.perf_counter()
+    for i, (id_, inputs, outputs) in enumerate(created):
+        read = deps.read(id_, outputs, inputs=inputs, name=f"d{i}")
+        assert not read.gone
+    result["refresh"] = {"seconds": time.perf_counter() - started, "requests": len(proxy.requests)}
+
+    proxy.clear_requests()
+    started = time.perf_counter()
+    for i, (id_, _inputs, outputs) in enumerate(created):
+        deps.delete(id_, outputs, name=f"d{i}")
+    result["destroy"] = {"seconds": time.perf_counter() - started, "requests": len(proxy.requests)}
+    return result
+
+
+def linear_fit(xs: list[float], ys: list[float]) -> dict[str, float]:
+    """Least squares y = a + b·x and its R²."""
+    n = len(xs)
+    mean_x, mean_y = sum(xs) / n, sum(ys) / n
+    sxx = sum((x - mean_x) ** 2 for x in xs)
+    sxy = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True))
+    slope = sxy / sxx
+    intercept = mean_y - slope * mean_x
+    ss_tot = sum((y - mean_y) ** 2 for y in ys)
+    ss_res = sum((y - (intercept + slope * x)) ** 2 for x, y in zip(xs, ys, strict=True))
+    return {
+        "intercept_s": intercept,
+        "seconds_per_deployment": slope,
+        "r2": 1 - ss_res / ss_tot if ss_tot else 1.0,
+    }
+
+
+def run(rounds: int, sizes: list[int]) -> dict[str, Any]:
+    from infra.prefect import DeploymentProvider, WorkPoolProvider
+    from tests.support.fault_proxy import FaultProxy
+    from tests.support.provider_host import ProviderHost, host_env
+
+    samples: dict[int, list[dict[str, Any]]] = {n: [] for n in sizes}
+    with (
+        prefect_server("scale") as server,
+        FaultProxy(server.api_url) as proxy,
+        ProviderHost(env=host_env()) as host,
+    ):
+        host.configure({"prefect:apiUrl": proxy.api_url})
+        pool_decl, dep_decl = declared_inputs(program_config(proxy.api_url, "bench-scale", "bench-scale"))
+        pools = host.resource(WorkPoolProvider(), "prefect:WorkPool")
+        deps = host.resource(DeploymentProvider(), "prefect:Deployment")
+        pool_id, pool_out = pools.create(pools.checked(pool_decl), name="pool")
+        try:
+            one_size(deps, proxy, dep_decl, "bench-scale-warmup", 3)  # imports, server caches: not reported
+            for r in range(rounds):
+                order = sizes[r % len(sizes) :] + sizes[: r % len(sizes)]
+                for n in order:
+                    samples[n].append(one_size(deps, proxy, dep_decl, f"bench-scale-r{r}-n{n}", n))
+        finally:
+            pools.delete(pool_id, pool_out, name="pool")
+    table: dict[str, Any] = {}
+    for n in sizes:
+        table[str(n)] = {}
+        for phase in PHASES:
+            seconds = [s[phase]["seconds"] for s in samples[n]]
+            requests = [s[phase]["requests"] for s in samples[n]]
+            table[str(n)][phase] = {
+                "seconds": summary(seconds),
+                "seconds_per_deployment": round(median(seconds) / n, 4),
+                "requests": summary(requests, 0),
+                "requests_per_deployment": median(requests) / n,
+            }
+    fits = {
+        phase: linear_fit(
+            [float(n) for n in sizes], [table[str(n)][phase]["seconds"]["median"] for n in sizes]
+        )
+        for phase in PHASES
+    }
+    return {"rounds": rounds, "sizes": sizes, "table": table, "linear_fit": fits}
+
+
+# ------------------------------------------------------------------------------------------------ plot
+
+
+COLORS = {"create": "#1f77b4", "refresh": "#2ca02c", "destroy": "#d62728"}
+
+
+def svg_plot(results: dict[str, Any]) -> str:
+    """A small hand-rolled SVG: median seconds vs number of deployments, one line per phase, with the fit."""
+    sizes = results["sizes"]
+    table = results["table"]
+    width, height, left, right, top, bottom = 560, 340, 60, 130, 30, 50
+    max_x = max(sizes)
+    max_y = max(table[str(n)][p]["seconds"]["max"] for n in sizes for p in PHASES) * 1.1
+
+    def px(x: float) -> float:
+        return left + (width - left - right) * x / max_x
+
+    def py(y: float) -> float:
+        return height - bottom - (height - top - bottom) * y / max_y
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">',
+        f'<rect width="{width}" height="{height}" fill="white"/>',
+        f'<text x="{width / 2 - 40}" y="18" text-anchor="middle" font-size="14">'
+        "Deployments through the providers: median wall time</text>",
+        f'<line x1="{left}" y1="{py(0)}" x2="{px(max_x)}" y2="{py(0)}" stroke="black"/>',
+        f'<line x1="{left}" y1="{py(0)}" x2="{left}" y2="{top}" stroke="black"/>',
+    ]
+    for n in [0, *sizes]:
+        parts.append(f'<line x1="{px(n)}" y1="{py(0)}" x2="{px(n)}" y2="{py(0) + 5}" stroke="black"/>')
+        parts.append(f'<text x="{px(n)}" y="{py(0) + 18}" text-anchor="middle">{n}</text>')
+    step = _nice_step(max_y)
+    tick = 0.0
+    while tick <= max_y:
+        parts.append(
+            f'<line x1="{left - 5}" y1="{py(tick)}" x2="{px(max_x)}" y2="{py(tick)}" stroke="#eee"/>'
+        )
+        parts.append(f'<text x="{left - 8}" y="{py(tick) + 4}" text-anchor="end">{tick:g}</text>')
+        tick += step
+    parts.append(
+        f'<text x="{(left + px(max_x)) / 2}" y="{height - 12}" text-anchor="middle">deployments</text>'
+    )
+    parts.append(
+        f'<text x="16" y="{(top + py(0)) / 2}" text-anchor="middle" '
+        f'transform="rotate(-90 16 {(top + py(0)) / 2})">seconds (serial)</text>'
+    )
+    for index, phase in enumerate(PHASES):
+        color = COLORS[phase]
+        fit = results["linear_fit"][phase]
+        x0, x1 = 0, max_x
+        parts.append(
+            f'<line x1="{px(x0)}" y1="{py(fit["intercept_s"] + fit["seconds_per_deployment"] * x0)}" '
+            f'x2="{px(x1)}" y2="{py(fit["intercept_s"] + fit["seconds_per_deployment"] * x1)}" '
+            f'stroke="{color}" stroke-dasharray="4 3" stroke-width="1"/>'
+        )
+        points = [(n, table[str(n)][phase]["seconds"]) for n in sizes]
+        path = " ".join(f"{px(n):.1f},{py(s['median']):.1f}" for n, s in points)
+        parts.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"/>')
+        for n, s in points:
+            parts.append(
+                f'<line x1="{px(n)}" y1="{py(s["min"])}" x2="{px(n)}" y2="{py(s["max"])}" stroke="{color}"/>'
+            )
+            parts.append(f'<circle cx="{px(n)}" cy="{py(s["median"])}" r="3.5" fill="{color}"/>')
+        y = top + 20 + 34 * index
+        parts.append(f'<rect x="{width - right + 12}" y="{y - 9}" width="12" height="12" fill="{color}"/>')
+        parts.append(f'<text x="{width - right + 30}" y="{y + 1}">{phase}</text>')
+        parts.append(
+            f'<text x="{width - right + 30}" y="{y + 15}" font-size="10" fill="#555">'
+            f"{fit['seconds_per_deployment'] * 1000:.0f} ms each, R² {fit['r2']:.3f}</text>"
+        )
+    parts.append(
+        f'<text x="{width - right + 12}" y="{top + 20 + 34 * 3 + 6}" font-size="10" fill="#555">'
+        "dots: median; bars: min-max;</text>"
+    )
+    parts.append(
+        f'<text x="{width - right + 12}" y="{top + 20 + 34 * 3 + 20}" font-size="10" fill="#555">'
+        "dashed: least-squares fit</text>"
+    )
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"
+
+
+def _nice_step(span: float) -> float:
+    raw = span / 6
+    magnitude = 10 ** len(str(int(raw))) / 10 if raw >= 1 else 0.1
+    for factor in (1, 2, 5, 10):
+        if raw <= factor * magnitude:
+            return factor * magnitude
+    return 10 * magnitude
+
+
+def ascii_chart(results: dict[str, Any], width: int = 50) -> str:
+    """Bars of the median total time per size and phase, scaled to the largest."""
+    sizes = results["sizes"]
+    table = results["table"]
+    top = max(table[str(n)][p]["seconds"]["median"] for n in sizes for p in PHASES)
+    lines = []
+    for phase in PHASES:
+        for n in sizes:
+            value = table[str(n)][phase]["seconds"]["median"]
+            bar = "#" * max(1, round(width * value / top))
+            lines.append(f"{phase:<8} n={n:<3} {bar} {value:.2f} s")
+    return "\n".join(lines)
+
+
+def report(results: dict[str, Any]) -> str:
+    rows = []
+    for n in results["sizes"]:
+        for phase in PHASES:
+            cell = results["table"][str(n)][phase]
+            rows.append(
+                [
+                    n,
+                    phase,
+                    fmt(cell["seconds"]["median"], 2, " s"),
+                    fmt(cell["seconds_per_deployment"] * 1000, 0, " ms"),
+                    int(cell["requests"]["median"]),
+                    fmt(cell["requests_per_deployment"], 2),
+                ]
+            )
+    lines = [
+        f"### Scale (median of {results['rounds']} rounds, serial)",
+        "",
+        md_table(
+            ["deployments", "phase", "total time", "per deployment", "requests", "requests / deployment"],
+            rows,
+        ),
+        "",
+        md_table(
+            ["phase", "fit: time = a + b·n", "R²", "requests / deployment constant?"],
+            [
+                [
+                    phase,
+                    f"{fit['intercept_s']:.3f} s + {fit['seconds_per_deployment'] * 1000:.0f} ms · n",
+                    f"{fit['r2']:.4f}",
+                    "yes"
+                    if len(
+                        {results["table"][str(n)][phase]["requests_per_deployment"] for n in results["sizes"]}
+                    )
+                    == 1
+                    else "**no**",
+                ]
+                for phase, fit in results["linear_fit"].items()
+            ],
+        ),
+        "",
+        "```",
+        ascii_chart(results),
+        "```",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 10, 50])
+    args = parser.parse_args()
+    isolate_prefect_home()
+    started = time.perf_counter()
+    results: dict[str, Any] = {"benchmark": NAME, "started_at": now_iso(), "machine": machine_info()}
+    with LoadMonitor() as load:
+        results.update(run(args.rounds, sorted(args.sizes)))
+    results["load"] = load.report()
+    results["duration_seconds"] = round(time.perf_counter() - started, 1)
+    path = write_results(NAME, results)
+    svg = RESULTS_DIR / "scale.svg"
+    svg.write_text(svg_plot(results))
+    print(report(results))
+    print(f"\nraw results: {path}\nplot: {svg}")
+
+
+if __name__ == "__main__":
+    main()
