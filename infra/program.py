@@ -25,6 +25,9 @@ def main(project_dir: Path | None = None) -> None:
         type=config.pool_type,
         description=f"Runs the suggest-activity flow ({config.stack} stack).",
         concurrency_limit=config.pool_concurrency_limit,
+        # Nothing goes to Prefect before the image is built (and pushed): the engine would otherwise create the
+        # pool in parallel with the build, and a failed build or push would leave it behind.
+        opts=pulumi.ResourceOptions(depends_on=[image.resource]),
     )
     workers = worker_containers(config, image.digest, pool)
     deployment = daily_deployment(config, image, pool.name)
