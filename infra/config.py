@@ -31,6 +31,8 @@ LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "0.0.0.0", "::1"}
 # How containers reach a server on the Docker host (with `host-gateway` added to /etc/hosts).
 DOCKER_HOST_ALIAS = "host.docker.internal"
 CLOUD_API_PATH = re.compile(r"^/api/accounts/[0-9a-f-]{36}/workspaces/[0-9a-f-]{36}/?$")
+# What the Cloud UI shows in the address bar (app.prefect.cloud/account/<a>/workspace/<w>/...): not the API.
+CLOUD_UI_PATH = re.compile(r"/account/(?P<account>[0-9a-f-]{36})/workspace/(?P<workspace>[0-9a-f-]{36})")
 # A registry host (optional port) followed by an optional namespace path, e.g. ghcr.io/acme or localhost:5000.
 REGISTRY_PATTERN = re.compile(r"^[a-z0-9.-]+(:\d+)?(/[a-z0-9._-]+)*$")
 IMAGE_NAME_PATTERN = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*$")
@@ -253,6 +255,18 @@ def _prefect_connection(read: _Reader) -> PrefectConnection:
         read.problem(
             "prefect:apiUrl",
             f"{api_url!r} is not an http(s) URL; fix: pulumi config set prefect:apiUrl http://127.0.0.1:4200/api",
+        )
+        return PrefectConnection(api_url, api_url, api_key, auth_string)
+    ui = CLOUD_UI_PATH.search(parts.path)
+    if parts.hostname == "app.prefect.cloud" or ui:
+        api = (
+            f"https://api.prefect.cloud/api/accounts/{ui['account']}/workspaces/{ui['workspace']}"
+            if ui
+            else "https://api.prefect.cloud/api/accounts/<account-id>/workspaces/<workspace-id>"
+        )
+        read.problem(
+            "prefect:apiUrl",
+            f"{api_url!r} is the Prefect UI address, not the API; fix: pulumi config set prefect:apiUrl {api}",
         )
         return PrefectConnection(api_url, api_url, api_key, auth_string)
     if parts.hostname == "api.prefect.cloud":
