@@ -250,6 +250,15 @@ def _prefect_connection(read: _Reader) -> PrefectConnection:
         )
         return PrefectConnection("", "", api_key, auth_string)
     api_url = api_url.rstrip("/")
+    if _has_userinfo(api_url):
+        # Not echoed: the URL holds a password, and this key is plain text in the stack file and in state.
+        read.problem(
+            "prefect:apiUrl",
+            "contains user:pass@; a URL is stored and shown in plain text (state, outputs, logs). "
+            "fix: pulumi config set prefect:apiUrl <the URL without user:pass@>, "
+            "then pulumi config set --secret prefect:authString <user:pass>",
+        )
+        return PrefectConnection("", "", api_key, auth_string)
     parts = urlsplit(api_url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         read.problem(
@@ -288,7 +297,19 @@ def _prefect_connection(read: _Reader) -> PrefectConnection:
             f"fix: pulumi config set prefect:apiUrl {urlunsplit(parts._replace(path='/api'))}",
         )
     worker_api_url = read.text("prefect:workerApiUrl") or _as_seen_from_container(api_url)
+    if _has_userinfo(worker_api_url):
+        read.problem(
+            "prefect:workerApiUrl",
+            "contains user:pass@; it would be a plain-text variable of the worker container. "
+            "fix: pulumi config set prefect:workerApiUrl <the URL without user:pass@>, "
+            "then pulumi config set --secret prefect:authString <user:pass>",
+        )
     return PrefectConnection(api_url, worker_api_url, api_key, auth_string)
+
+
+def _has_userinfo(url: str) -> bool:
+    """True when the URL's authority carries credentials (`http://user:pass@host/...`)."""
+    return "@" in urlsplit(url if "://" in url else "//" + url).netloc
 
 
 def _secret_from_env(name: str) -> pulumi.Output[str] | None:

@@ -206,6 +206,12 @@ class ConnectionSettings:
             )
         url = self.api_url.strip().rstrip("/")
         parts = urlsplit(url)
+        if "@" in parts.netloc:
+            # Not echoed: every error message and UI link below would carry the password.
+            raise PrefectConfigError(
+                f"prefect:apiUrl (or {API_URL_ENV}) contains user:pass@; remove it and put the credentials in "
+                f"`pulumi config set --secret prefect:authString <user:pass>` (or {AUTH_STRING_ENV})."
+            )
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise PrefectConfigError(
                 f"prefect:apiUrl {url!r} is not an http(s) URL; expected e.g. http://127.0.0.1:4200/api."
