@@ -95,12 +95,25 @@ class LocalEngine:
         config: dict[str, str],
         secret_keys: list[str],
         docker_client: docker.DockerClient,
+        host_logs: list[str] | None = None,
     ) -> None:
         self.project_dir = project_dir
         self.stack = stack
         self.config = config
         self.secret_keys = secret_keys
         self.docker = docker_client
+        # When given, everything each provider host printed is appended here (tests scan it for credentials).
+        self.host_logs = host_logs
+
+    @contextmanager
+    def _provider_host(self) -> Iterator[ProviderHost]:
+        host = ProviderHost(self.project_dir, stack=self.stack)
+        try:
+            with host:
+                yield host
+        finally:
+            if self.host_logs is not None:
+                self.host_logs.append(host.log_text())
 
     # --- the engine's loop ---------------------------------------------------------------------------------
 
@@ -109,7 +122,7 @@ class LocalEngine:
         previous = previous or StackRecord()
         record = StackRecord()
         steps = _Steps()
-        with ProviderHost(self.project_dir, stack=self.stack) as host:
+        with self._provider_host() as host:
             host.configure(self.config, self.secret_keys)
 
             def apply(args: MockResourceArgs) -> tuple[str, dict[str, Any]]:
@@ -136,7 +149,7 @@ class LocalEngine:
         return record
 
     def destroy(self, record: StackRecord) -> None:
-        with ProviderHost(self.project_dir, stack=self.stack) as host:
+        with self._provider_host() as host:
             host.configure(self.config, self.secret_keys)
             for resource in reversed(record.resources):
                 self._delete(host, resource)
