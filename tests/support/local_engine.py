@@ -14,10 +14,12 @@ config, and every resource it registers is applied here, its real outputs handed
 
 Given the previous run's record it does what the engine does for each resource: check, then diff against the
 recorded outputs, then create, update, replace (delete first) or keep; resources no longer declared are deleted.
-`destroy()` deletes everything in reverse order of creation. A resource type it does not know is an error.
+`destroy()` deletes everything in reverse order of creation. `refresh()` reads every resource like `pulumi
+refresh` and reports the drift; `up(refreshed)` after it is `pulumi up --refresh`. A resource type it does not
+know is an error.
 
 Not modelled: the engine's state file and its secret encryption (the record is a Python object), previews,
-parallelism (resources are applied as the program registers them), refresh, pulumi-docker's own diffing (an Image
+parallelism (resources are applied as the program registers them), pulumi-docker's own diffing (an Image
 is rebuilt when its declared inputs change, a Container replaced when any input changes — both are ForceNew-heavy
 in pulumi-docker, and our image tag is the content hash), and pulumi-docker's destroy of images (it keeps tags too).
 """
@@ -25,6 +27,7 @@ in pulumi-docker, and our image tag is the content hash), and pulumi-docker's de
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import threading
 import time
@@ -84,6 +87,16 @@ class StackRecord:
 
     def of_type(self, typ: str) -> list[ResourceRecord]:
         return [r for r in self.resources if r.typ == typ]
+
+
+@dataclass(frozen=True)
+class Drift:
+    """What `pulumi refresh` found for one resource: gone, or outputs that differ from the record."""
+
+    typ: str
+    name: str
+    gone: bool = False
+    changed: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # output -> (recorded, actual)
 
 
 class LocalEngine:
@@ -154,6 +167,41 @@ class LocalEngine:
             for resource in reversed(record.resources):
                 self._delete(host, resource)
         record.resources.clear()
+
+    def refresh(self, record: StackRecord) -> tuple[StackRecord, list[Drift]]:
+        """`pulumi refresh`: read every recorded resource and take what exists as the new record.
+
+        Dynamic resources go through their provider's `read` in the gRPC host (a gone object is dropped; the
+        read's outputs, and its inputs when it returns some, replace the recorded ones, as the engine does).
+        A container that is no longer running is dropped and removed, like pulumi-docker does with
+        `mustRun` (its read deletes a stopped container); images are kept as recorded. Returns the new
+        record and, per resource that drifted, what changed. Resources are not modified otherwise.
+        """
+        refreshed = StackRecord(actions={}, exports=dict(record.exports))
+        drifts: list[Drift] = []
+        with ProviderHost(self.project_dir, stack=self.stack) as host:
+            host.configure(self.config, self.secret_keys)
+            for resource in record.resources:
+                if resource.typ.startswith(DYNAMIC_PREFIX):
+                    urn = host.urn(resource.typ, resource.name)
+                    read = host.read(urn, resource.id, resource.outputs, resource.inputs)
+                    if read.gone:
+                        drifts.append(Drift(resource.typ, resource.name, gone=True))
+                        continue
+                    changed = _changed(resource.outputs, read.outputs)
+                    inputs = read.inputs if read.inputs is not None else resource.inputs
+                    current = ResourceRecord(resource.typ, resource.name, read.id, inputs, read.outputs)
+                elif resource.typ == CONTAINER and not self._exists(resource):
+                    self._delete_docker(resource)
+                    drifts.append(Drift(resource.typ, resource.name, gone=True))
+                    continue
+                else:
+                    current, changed = resource, {}
+                if changed:
+                    drifts.append(Drift(resource.typ, resource.name, changed=changed))
+                refreshed.resources.append(current)
+                refreshed.actions[resource.name] = "refresh"
+        return refreshed, drifts
 
     def _apply(
         self, host: ProviderHost, args: MockResourceArgs, old: ResourceRecord | None, record: StackRecord
@@ -327,3 +375,26 @@ def _nanoseconds(duration: str | None) -> int | None:
     units = {"ms": 1e-3, "s": 1, "m": 60, "h": 3600}
     seconds = sum(float(n) * units[u] for n, u in re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h)", duration))
     return int(seconds * 1e9)
+
+
+def _changed(before: dict[str, Any], after: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Outputs whose values differ (compared as JSON, so 3 and 3.0 are the same), `__provider` aside."""
+    keys = (set(before) | set(after)) - {"__provider"}
+    return {
+        key: (before.get(key), after.get(key))
+        for key in sorted(keys)
+        if _canonical(before.get(key)) != _canonical(after.get(key))
+    }
+
+
+def _canonical(value: Any) -> str:
+    def plain(v: Any) -> Any:
+        if isinstance(v, float) and v.is_integer():
+            return int(v)
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items() if x is not None}
+        if isinstance(v, list):
+            return [plain(x) for x in v]
+        return v
+
+    return json.dumps(plain(reveal(value)), sort_keys=True, default=str)

@@ -95,3 +95,49 @@ def stack_containers(client: docker.DockerClient, stack: str) -> list[Any]:
     """Containers of a stack, found by the label the program puts on them (running or not)."""
     containers: list[Any] = client.containers.list(all=True, filters={"label": f"pulumi.stack={stack}"})
     return containers
+
+
+# --- Helpers for the reliability tests (tests/test_reliability.py) ---------------------------------------
+
+
+def trigger_with(api: PrefectApi, deployment_id: str, parameters: dict[str, Any]) -> str:
+    """A run of the deployment with some parameters overridden (the server merges them with its own)."""
+    run: dict[str, Any] = api.post(
+        f"/deployments/{deployment_id}/create_flow_run", {"parameters": parameters}
+    )
+    return str(run["id"])
+
+
+def deployments_named(api: PrefectApi, name: str) -> list[dict[str, Any]]:
+    """Every deployment on the server with this name, whatever its flow (duplicates would show here)."""
+    found: list[dict[str, Any]] = api.post("/deployments/filter", {"deployments": {"name": {"any_": [name]}}})
+    return found
+
+
+def deployments_in_pool(api: PrefectApi, pool_name: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = api.post(
+        "/deployments/filter", {"work_pools": {"name": {"any_": [pool_name]}}}
+    )
+    return found
+
+
+def schedules_of(api: PrefectApi, deployment_id: str) -> list[dict[str, Any]]:
+    schedules: list[dict[str, Any]] = (
+        api.get(f"/deployments/{deployment_id}/schedules").raise_for_status().json()
+    )
+    return schedules
+
+
+def wait_for_health(container: Any, status: str = "healthy", timeout: float = 90) -> None:
+    """Until Docker reports the container running with this health status (its healthcheck has run)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        container.reload()
+        state = container.attrs["State"]
+        if state.get("Running") and state.get("Health", {}).get("Status") == status:
+            return
+        time.sleep(1)
+    raise AssertionError(
+        f"container {container.name} not running and {status} after {timeout}s: "
+        f"{container.attrs['State'].get('Status')}, health {container.attrs['State'].get('Health', {}).get('Status')}"
+    )
