@@ -35,6 +35,15 @@ NAME = "scale"
 PHASES = ("create", "refresh", "destroy")
 
 
+def phase_result(proxy: Any, started: float) -> dict[str, Any]:
+    """Wall time and requests of one phase; answers the server could not give (5xx, e.g. 503 from a busy SQLite
+    database, which the client retries) are counted apart, as they are not requests the provider chose to make."""
+    seconds = time.perf_counter() - started
+    requests = proxy.requests
+    errors = sum(1 for r in requests if r.status is None or r.status >= 500)
+    return {"seconds": seconds, "requests": len(requests), "server_errors": errors}
+
+
 def one_size(deps: Any, proxy: Any, base: dict[str, Any], prefix: str, n: int) -> dict[str, Any]:
     result: dict[str, Any] = {}
     created: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
@@ -45,20 +54,20 @@ def one_size(deps: Any, proxy: Any, base: dict[str, Any], prefix: str, n: int) -
         inputs = deps.checked({**base, "name": f"{prefix}-{i}"})
         id_, outputs = deps.create(inputs, name=f"d{i}")
         created.append((id_, inputs, outputs))
-    result["create"] = {"seconds": time.perf_counter() - started, "requests": len(proxy.requests)}
+    result["create"] = phase_result(proxy, started)
 
     proxy.clear_requests()
     started = time.perf_counter()
     for i, (id_, inputs, outputs) in enumerate(created):
         read = deps.read(id_, outputs, inputs=inputs, name=f"d{i}")
         assert not read.gone
-    result["refresh"] = {"seconds": time.perf_counter() - started, "requests": len(proxy.requests)}
+    result["refresh"] = phase_result(proxy, started)
 
     proxy.clear_requests()
     started = time.perf_counter()
     for i, (id_, _inputs, outputs) in enumerate(created):
         deps.delete(id_, outputs, name=f"d{i}")
-    result["destroy"] = {"seconds": time.perf_counter() - started, "requests": len(proxy.requests)}
+    result["destroy"] = phase_result(proxy, started)
     return result
 
 
@@ -109,11 +118,16 @@ def run(rounds: int, sizes: list[int]) -> dict[str, Any]:
         for phase in PHASES:
             seconds = [s[phase]["seconds"] for s in samples[n]]
             requests = [s[phase]["requests"] for s in samples[n]]
+            errors = [s[phase]["server_errors"] for s in samples[n]]
             table[str(n)][phase] = {
                 "seconds": summary(seconds),
                 "seconds_per_deployment": round(median(seconds) / n, 4),
                 "requests": summary(requests, 0),
-                "requests_per_deployment": median(requests) / n,
+                "server_errors_retried": sum(errors),
+                # What the provider chose to send, per deployment, in every round (retries of 5xx excluded).
+                "requests_per_deployment": sorted(
+                    {(r - e) / n for r, e in zip(requests, errors, strict=True)}
+                ),
             }
     fits = {
         phase: linear_fit(
@@ -131,80 +145,109 @@ COLORS = {"create": "#1f77b4", "refresh": "#2ca02c", "destroy": "#d62728"}
 
 
 def svg_plot(results: dict[str, Any]) -> str:
-    """A small hand-rolled SVG: median seconds vs number of deployments, one line per phase, with the fit."""
+    """A small hand-rolled SVG, two panels: median total time vs number of deployments (straight lines = linear
+    growth; dashed = least-squares fit), and time per deployment (flat lines = constant cost)."""
     sizes = results["sizes"]
     table = results["table"]
-    width, height, left, right, top, bottom = 560, 340, 60, 130, 30, 50
-    max_x = max(sizes)
-    max_y = max(table[str(n)][p]["seconds"]["max"] for n in sizes for p in PHASES) * 1.1
-
-    def px(x: float) -> float:
-        return left + (width - left - right) * x / max_x
-
-    def py(y: float) -> float:
-        return height - bottom - (height - top - bottom) * y / max_y
-
+    width, height = 680, 560
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">',
         f'<rect width="{width}" height="{height}" fill="white"/>',
-        f'<text x="{width / 2 - 40}" y="18" text-anchor="middle" font-size="14">'
-        "Deployments through the providers: median wall time</text>",
-        f'<line x1="{left}" y1="{py(0)}" x2="{px(max_x)}" y2="{py(0)}" stroke="black"/>',
-        f'<line x1="{left}" y1="{py(0)}" x2="{left}" y2="{top}" stroke="black"/>',
     ]
-    for n in [0, *sizes]:
-        parts.append(f'<line x1="{px(n)}" y1="{py(0)}" x2="{px(n)}" y2="{py(0) + 5}" stroke="black"/>')
-        parts.append(f'<text x="{px(n)}" y="{py(0) + 18}" text-anchor="middle">{n}</text>')
+    totals = {p: [(n, table[str(n)][p]["seconds"]) for n in sizes] for p in PHASES}
+    per_one = {
+        p: [
+            (n, {k: table[str(n)][p]["seconds"][k] * 1000 / n for k in ("median", "min", "max")})
+            for n in sizes
+        ]
+        for p in PHASES
+    }
+    parts += _panel(
+        "Total wall time (serial), median of rounds",
+        "seconds",
+        totals,
+        sizes,
+        box=(60, 30, 470, 250),
+        fits=results["linear_fit"],
+    )
+    parts += _panel(
+        "Time per deployment", "ms per deployment", per_one, sizes, box=(60, 335, 470, 520), fits=None
+    )
+    legend_x = 490
+    for index, phase in enumerate(PHASES):
+        fit = results["linear_fit"][phase]
+        y = 50 + 40 * index
+        parts.append(f'<rect x="{legend_x}" y="{y - 10}" width="12" height="12" fill="{COLORS[phase]}"/>')
+        parts.append(f'<text x="{legend_x + 18}" y="{y}">{phase}</text>')
+        parts.append(
+            f'<text x="{legend_x + 18}" y="{y + 15}" font-size="10" fill="#555">'
+            f"fit {fit['seconds_per_deployment'] * 1000:.0f} ms/deployment, R² {fit['r2']:.3f}</text>"
+        )
+    for index, line in enumerate(
+        (
+            "dots: median; bars: min to max",
+            "dashed: least-squares fit",
+            f"{results['rounds']} rounds per size",
+        )
+    ):
+        parts.append(f'<text x="{legend_x}" y="{180 + 15 * index}" font-size="10" fill="#555">{line}</text>')
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"
+
+
+def _panel(
+    title: str,
+    y_label: str,
+    series: dict[str, list[tuple[int, dict[str, float]]]],
+    sizes: list[int],
+    box: tuple[float, float, float, float],
+    fits: dict[str, dict[str, float]] | None,
+) -> list[str]:
+    left, top, right, bottom = box
+    max_x = max(sizes)
+    max_y = max(point["max"] for points in series.values() for _, point in points) * 1.1
+
+    def px(x: float) -> float:
+        return left + (right - left) * x / max_x
+
+    def py(y: float) -> float:
+        return bottom - (bottom - top) * y / max_y
+
+    parts = [
+        f'<text x="{(left + right) / 2}" y="{top - 10}" text-anchor="middle" font-size="13">{title}</text>',
+        f'<line x1="{left}" y1="{bottom}" x2="{right}" y2="{bottom}" stroke="black"/>',
+        f'<line x1="{left}" y1="{bottom}" x2="{left}" y2="{top}" stroke="black"/>',
+        f'<text x="{(left + right) / 2}" y="{bottom + 32}" text-anchor="middle">deployments</text>',
+        f'<text x="16" y="{(top + bottom) / 2}" text-anchor="middle" '
+        f'transform="rotate(-90 16 {(top + bottom) / 2})">{y_label}</text>',
+    ]
     step = _nice_step(max_y)
     tick = 0.0
     while tick <= max_y:
-        parts.append(
-            f'<line x1="{left - 5}" y1="{py(tick)}" x2="{px(max_x)}" y2="{py(tick)}" stroke="#eee"/>'
-        )
-        parts.append(f'<text x="{left - 8}" y="{py(tick) + 4}" text-anchor="end">{tick:g}</text>')
+        parts.append(f'<line x1="{left}" y1="{py(tick)}" x2="{right}" y2="{py(tick)}" stroke="#e5e5e5"/>')
+        parts.append(f'<text x="{left - 6}" y="{py(tick) + 4}" text-anchor="end">{tick:g}</text>')
         tick += step
-    parts.append(
-        f'<text x="{(left + px(max_x)) / 2}" y="{height - 12}" text-anchor="middle">deployments</text>'
-    )
-    parts.append(
-        f'<text x="16" y="{(top + py(0)) / 2}" text-anchor="middle" '
-        f'transform="rotate(-90 16 {(top + py(0)) / 2})">seconds (serial)</text>'
-    )
-    for index, phase in enumerate(PHASES):
+    for n in sizes:
+        parts.append(f'<line x1="{px(n)}" y1="{bottom}" x2="{px(n)}" y2="{bottom + 5}" stroke="black"/>')
+        parts.append(f'<text x="{px(n)}" y="{bottom + 17}" text-anchor="middle">{n}</text>')
+    for phase, points in series.items():
         color = COLORS[phase]
-        fit = results["linear_fit"][phase]
-        x0, x1 = 0, max_x
-        parts.append(
-            f'<line x1="{px(x0)}" y1="{py(fit["intercept_s"] + fit["seconds_per_deployment"] * x0)}" '
-            f'x2="{px(x1)}" y2="{py(fit["intercept_s"] + fit["seconds_per_deployment"] * x1)}" '
-            f'stroke="{color}" stroke-dasharray="4 3" stroke-width="1"/>'
-        )
-        points = [(n, table[str(n)][phase]["seconds"]) for n in sizes]
-        path = " ".join(f"{px(n):.1f},{py(s['median']):.1f}" for n, s in points)
-        parts.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"/>')
-        for n, s in points:
+        if fits is not None:
+            fit = fits[phase]
             parts.append(
-                f'<line x1="{px(n)}" y1="{py(s["min"])}" x2="{px(n)}" y2="{py(s["max"])}" stroke="{color}"/>'
+                f'<line x1="{px(0)}" y1="{py(max(0.0, fit["intercept_s"]))}" x2="{px(max_x)}" '
+                f'y2="{py(fit["intercept_s"] + fit["seconds_per_deployment"] * max_x)}" stroke="{color}" '
+                'stroke-dasharray="5 4" stroke-width="1"/>'
             )
-            parts.append(f'<circle cx="{px(n)}" cy="{py(s["median"])}" r="3.5" fill="{color}"/>')
-        y = top + 20 + 34 * index
-        parts.append(f'<rect x="{width - right + 12}" y="{y - 9}" width="12" height="12" fill="{color}"/>')
-        parts.append(f'<text x="{width - right + 30}" y="{y + 1}">{phase}</text>')
-        parts.append(
-            f'<text x="{width - right + 30}" y="{y + 15}" font-size="10" fill="#555">'
-            f"{fit['seconds_per_deployment'] * 1000:.0f} ms each, R² {fit['r2']:.3f}</text>"
-        )
-    parts.append(
-        f'<text x="{width - right + 12}" y="{top + 20 + 34 * 3 + 6}" font-size="10" fill="#555">'
-        "dots: median; bars: min-max;</text>"
-    )
-    parts.append(
-        f'<text x="{width - right + 12}" y="{top + 20 + 34 * 3 + 20}" font-size="10" fill="#555">'
-        "dashed: least-squares fit</text>"
-    )
-    parts.append("</svg>")
-    return "\n".join(parts) + "\n"
+        path = " ".join(f"{px(n):.1f},{py(p['median']):.1f}" for n, p in points)
+        parts.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"/>')
+        for n, p in points:
+            parts.append(
+                f'<line x1="{px(n)}" y1="{py(p["min"])}" x2="{px(n)}" y2="{py(p["max"])}" stroke="{color}"/>'
+            )
+            parts.append(f'<circle cx="{px(n)}" cy="{py(p["median"])}" r="3.5" fill="{color}"/>')
+    return parts
 
 
 def _nice_step(span: float) -> float:
@@ -230,6 +273,12 @@ def ascii_chart(results: dict[str, Any], width: int = 50) -> str:
     return "\n".join(lines)
 
 
+def constant_requests(results: dict[str, Any], phase: str) -> bool:
+    """The same number of requests per deployment at every size and in every round (5xx retries excluded)."""
+    table = results["table"]
+    return len({v for n in results["sizes"] for v in table[str(n)][phase]["requests_per_deployment"]}) == 1
+
+
 def report(results: dict[str, Any]) -> str:
     rows = []
     for n in results["sizes"]:
@@ -242,7 +291,8 @@ def report(results: dict[str, Any]) -> str:
                     fmt(cell["seconds"]["median"], 2, " s"),
                     fmt(cell["seconds_per_deployment"] * 1000, 0, " ms"),
                     int(cell["requests"]["median"]),
-                    fmt(cell["requests_per_deployment"], 2),
+                    cell["server_errors_retried"],
+                    " / ".join(f"{v:g}" for v in cell["requests_per_deployment"]),
                 ]
             )
     lines = [
@@ -260,12 +310,7 @@ def report(results: dict[str, Any]) -> str:
                     phase,
                     f"{fit['intercept_s']:.3f} s + {fit['seconds_per_deployment'] * 1000:.0f} ms · n",
                     f"{fit['r2']:.4f}",
-                    "yes"
-                    if len(
-                        {results["table"][str(n)][phase]["requests_per_deployment"] for n in results["sizes"]}
-                    )
-                    == 1
-                    else "**no**",
+                    "yes" if constant_requests(results, phase) else "**no**",
                 ]
                 for phase, fit in results["linear_fit"].items()
             ],
