@@ -16,8 +16,10 @@ ENV PYTHONUNBUFFERED=1 \
 
 # A fixed non-root uid/gid, so runAsNonRoot checks and volume permissions can rely on the number.
 # The home dir is writable: Prefect keeps its profile and local storage in ~/.prefect.
+# No setuid/setgid binaries (su, mount, passwd...): nothing in a container of this image can gain privileges.
 RUN groupadd --system --gid 10001 prefect \
- && useradd --system --uid 10001 --gid 10001 --home-dir /home/prefect --create-home --shell /usr/sbin/nologin prefect
+ && useradd --system --uid 10001 --gid 10001 --home-dir /home/prefect --create-home --shell /usr/sbin/nologin prefect \
+ && find / -xdev -perm /6000 -type f -exec chmod a-s {} +
 
 WORKDIR /opt/prefect/suggest-activity
 

@@ -196,8 +196,8 @@ def load_stack_config() -> StackConfig:
         timezone=read.text(f"{PROJECT}:timezone", "UTC") or "UTC",
         active=read.boolean(f"{PROJECT}:scheduleActive", True),
     )
-    _check(read, f"{PROJECT}:cron", cron_problem(schedule.cron, f"{PROJECT}:cron"))
-    _check(read, f"{PROJECT}:timezone", timezone_problem(schedule.timezone, f"{PROJECT}:timezone"))
+    _check(read, f"{PROJECT}:cron", cron_problem(schedule.cron, f"{PROJECT}:cron"), "'0 9 * * *'")
+    _check(read, f"{PROJECT}:timezone", timezone_problem(schedule.timezone, f"{PROJECT}:timezone"), "UTC")
 
     worker = WorkerSettings(
         replicas=read.integer(f"{PROJECT}:workerReplicas", 1, minimum=1) or 1,
@@ -225,10 +225,14 @@ def load_stack_config() -> StackConfig:
     )
 
 
-def _check(read: _Reader, key: str, problem: str | None) -> None:
-    if problem:
-        # The shared validators already name the field when it is passed to them.
-        read.problems.append(problem if problem.startswith(key) else f"{key}: {problem}")
+def _check(read: _Reader, key: str, problem: str | None, example: str | None = None) -> None:
+    if not problem:
+        return
+    # The shared validators already name the field when it is passed to them.
+    message = problem if problem.startswith(key) else f"{key}: {problem}"
+    if example is not None:
+        message = f"{message.rstrip('.')}; fix: pulumi config set {key} {example}"
+    read.problems.append(message)
 
 
 def _prefect_connection(read: _Reader) -> PrefectConnection:

@@ -24,8 +24,11 @@ def docker_job_variables(config: StackConfig, image: FlowImage) -> dict[str, Any
         "image_pull_policy": "IfNotPresent" if config.image.push else "Never",
         "auto_remove": True,
     }
+    # Like the worker: the flow needs no Linux capability and may not gain any (e.g. through a setuid binary).
+    create_kwargs: dict[str, Any] = {"cap_drop": ["ALL"], "security_opt": ["no-new-privileges:true"]}
     if config.prefect.worker_needs_host_gateway:
-        variables["container_create_kwargs"] = {"extra_hosts": {"host.docker.internal": "host-gateway"}}
+        create_kwargs["extra_hosts"] = {"host.docker.internal": "host-gateway"}
+    variables["container_create_kwargs"] = create_kwargs
     return variables
 
 

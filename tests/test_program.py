@@ -182,6 +182,7 @@ def test_cloud_deployment_points_docker_runs_at_the_pushed_image(cloud: ProgramR
         "image": cloud.one(IMAGE).inputs["imageName"],
         "image_pull_policy": "IfNotPresent",
         "auto_remove": True,
+        "container_create_kwargs": {"cap_drop": ["ALL"], "security_opt": ["no-new-privileges:true"]},
     }
     assert deployment["parameters"] == {"api_url": "https://bored.internal.example.com"}
     assert deployment["schedules"][0]["timezone"] == "America/New_York"

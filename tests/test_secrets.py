@@ -587,19 +587,13 @@ def test_docker_pool_flow_run_container_is_non_root(
     assert leaks(json.dumps(attrs), docker_stack.credentials) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product gap: the docker pool's per-run containers keep Docker's default capability bounding set "
-    "and may gain privileges (setuid binaries): the deployment's job_variables set no cap_drop / "
-    "no-new-privileges (infra/flow_deployment.py docker_job_variables)",
-)
 def test_docker_pool_flow_run_container_cannot_regain_privileges(docker_stack: AppliedStack) -> None:
     attrs = docker_stack.run_container
     assert attrs is not None
     assert docker_stack.run_process is not None
     status = parse_proc_status(docker_stack.run_process)
-    # Today: CapBnd is Docker's default set and NoNewPrivs 0, so a setuid-root binary in the image (su,
-    # mount, passwd...) would run with those capabilities.
+    # Without these a setuid-root binary in the image (su, mount, passwd...) would run with Docker's
+    # default capability set.
     assert (status["CapBnd"], status["NoNewPrivs"]) == ("0000000000000000", "1")
     assert attrs["HostConfig"]["CapDrop"] == ["ALL"]
     assert "no-new-privileges:true" in (attrs["HostConfig"].get("SecurityOpt") or [])

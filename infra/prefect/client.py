@@ -216,7 +216,8 @@ class ConnectionSettings:
             raise PrefectConfigError(
                 f"prefect:apiUrl {url!r} is not an http(s) URL; expected e.g. http://127.0.0.1:4200/api."
             )
-        if "/account/" in parts.path or "/workspace/" in parts.path or parts.netloc.startswith("app."):
+        # Only Prefect Cloud's own UI host: a self-hosted server may well be called app.example.com.
+        if "/account/" in parts.path or "/workspace/" in parts.path or parts.hostname == "app.prefect.cloud":
             raise PrefectConfigError(
                 f"prefect:apiUrl {url!r} looks like a Prefect UI address; use the API form "
                 "https://api.prefect.cloud/api/accounts/<account>/workspaces/<workspace>."
