@@ -7,6 +7,7 @@ noisy). Everything a benchmark creates is named `bench-…` and removed by the b
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -35,6 +36,7 @@ def isolate_prefect_home() -> Path:
     """A throw-away PREFECT_HOME for this process and its children (call before prefect is imported), and
     no inherited connection variables: every benchmark talks only to the server it started."""
     home = Path(tempfile.mkdtemp(prefix="bench-prefect-home-"))
+    atexit.register(shutil.rmtree, home, ignore_errors=True)
     os.environ["PREFECT_HOME"] = str(home)
     for name in PREFECT_CONNECTION_ENV:
         os.environ.pop(name, None)

@@ -299,7 +299,15 @@ def report(results: dict[str, Any]) -> str:
         f"### Scale (median of {results['rounds']} rounds, serial)",
         "",
         md_table(
-            ["deployments", "phase", "total time", "per deployment", "requests", "requests / deployment"],
+            [
+                "deployments",
+                "phase",
+                "total time",
+                "per deployment",
+                "requests (median)",
+                "5xx retried (all rounds)",
+                "requests / deployment, every round (5xx retries excluded)",
+            ],
             rows,
         ),
         "",
