@@ -141,3 +141,30 @@ def wait_for_health(container: Any, status: str = "healthy", timeout: float = 90
         f"container {container.name} not running and {status} after {timeout}s: "
         f"{container.attrs['State'].get('Status')}, health {container.attrs['State'].get('Health', {}).get('Status')}"
     )
+
+
+class PatientPrefectApi(PrefectApi):
+    """PrefectApi that asks again, like Prefect's own client, when the server is momentarily busy: a SQLite
+    server answers 503 ("database is locked") while several runs and a worker write at once."""
+
+    BUSY = frozenset({429, 503})
+
+    def request(self, method: str, path: str, body: Any = None, attempts: int = 8) -> httpx.Response:
+        for _ in range(attempts - 1):
+            response = self.http.request(method, path, json=body)
+            if response.status_code not in self.BUSY:
+                return response
+            time.sleep(1)
+        return self.http.request(method, path, json=body)
+
+    def get(self, path: str) -> httpx.Response:
+        return self.request("GET", path)
+
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        return self.request("POST", path, body).raise_for_status().json()
+
+    def patch(self, path: str, body: dict[str, Any]) -> None:
+        self.request("PATCH", path, body).raise_for_status()
+
+    def delete(self, path: str) -> None:
+        self.request("DELETE", path).raise_for_status()
