@@ -1,0 +1,745 @@
+"""Faults the stack survives, shown for real: the real program applied by the local engine to a real Docker
+engine and a real Prefect server, faults injected, then read back like a user would (docs/reliability.md).
+
+* Prefect API faults during `up` use stacks of their own (`relup`, pool `rel-up`): the providers talk to the
+  server through a FaultProxy, with a small retry budget set through the documented PULUMI_PREFECT_* variables.
+* Container, server, Bored API, hang and drift faults share ONE stack (`rel`, pool `rel-process`), created once
+  for the module: its copy of the code has a short flow timeout (TEST_FLOW_TIMEOUT_SECONDS), the only
+  difference from production, so that a hung run ends in seconds instead of 5 minutes.
+
+The server restart comes late: other modules share the server, and it is healthy again when the test ends.
+"""
+
+from __future__ import annotations
+
+import gc
+import http.client
+import logging
+import os
+import signal
+import socket
+import struct
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import docker
+import pytest
+
+from flows.suggest_activity import ARTIFACT_KEY, FLOW_TIMEOUT_SECONDS
+from tests.support.docker_env import require_docker
+from tests.support.fake_bored_api import FakeBoredApi, Fault
+from tests.support.fault_proxy import Fault as ApiFault
+from tests.support.fault_proxy import FaultProxy
+from tests.support.local_engine import CONTAINER, DYNAMIC_PREFIX, Drift, LocalEngine, StackRecord
+from tests.support.prefect_server import PrefectServer
+from tests.support.provider_host import ProviderCallError
+from tests.support.stack_checks import (
+    PatientPrefectApi,
+    PrefectApi,
+    deployments_in_pool,
+    deployments_named,
+    schedules_of,
+    stack_containers,
+    trigger_with,
+    wait_for_health,
+)
+from tests.test_end_to_end import StackState, copy_project, run_and_check, stack_config
+
+pytestmark = pytest.mark.docker
+
+DEPLOYMENT = f"{DYNAMIC_PREFIX}prefect:Deployment"
+WORK_POOL = f"{DYNAMIC_PREFIX}prefect:WorkPool"
+
+STACK, POOL, DEPLOYMENT_NAME = "rel", "rel-process", "rel-daily"
+UP_STACK, UP_POOL, UP_DEPLOYMENT_NAME = "relup", "rel-up", "relup-daily"
+SCHEDULE_SLUG = "daily-0900"
+
+# Longer than a fetch that fails after all its retries (4 attempts, waits 2+4+8 s = ~14 s) so that a Bored API
+# outage still fails with the API's own message, shorter than a stalled fetch (10 s read timeout per attempt).
+TEST_FLOW_TIMEOUT_SECONDS = 25
+# Outputs that change with nobody editing anything: the worker's heartbeat and the scheduler's next run.
+VOLATILE_OUTPUTS = {"status", "next_run_time"}
+# A small retry budget for the provider host (client.py reads these), so that giving up takes seconds.
+TIGHT_BUDGET = {
+    "PULUMI_PREFECT_TIMEOUT_SECONDS": "2",
+    "PULUMI_PREFECT_MAX_ATTEMPTS": "3",
+    "PULUMI_PREFECT_RETRY_BUDGET_SECONDS": "8",
+}
+
+
+# --- fixtures -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def docker_client() -> docker.DockerClient:
+    return require_docker(base_image="python:3.12-slim")
+
+
+@pytest.fixture(scope="module")
+def bored_api() -> Iterator[FakeBoredApi]:
+    """The API the deployment's own parameters point at (flows in containers reach it via the host gateway)."""
+    with FakeBoredApi(host="0.0.0.0") as api:
+        yield api
+
+
+@pytest.fixture(scope="module")
+def api(prefect_server: PrefectServer) -> PatientPrefectApi:
+    return PatientPrefectApi(prefect_server.api_url)
+
+
+@pytest.fixture(scope="module")
+def proxy(prefect_server: PrefectServer) -> Iterator[FaultProxy]:
+    """Between the providers and the server: faults are injected here, and every request is recorded."""
+    with FaultProxy(prefect_server.api_url) as fault_proxy:
+        yield fault_proxy
+
+
+class _FailedRegistrations(logging.Filter):
+    """Drops asyncio's "Future exception was never retrieved" for the registrations of an `up` that failed on
+    purpose: the Pulumi mock runtime leaves one future per resource, each logged with a full traceback when it
+    is collected, hundreds of lines that say nothing the test has not already checked."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        unretrieved = record.getMessage().startswith("Future exception was never retrieved")
+        return not (unretrieved and isinstance(error, ProviderCallError))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def quiet_failed_ups() -> Iterator[None]:
+    quiet = _FailedRegistrations()
+    logging.getLogger("asyncio").addFilter(quiet)
+    try:
+        yield
+    finally:
+        gc.collect()  # collect the failed ups' futures while the filter is still there
+        logging.getLogger("asyncio").removeFilter(quiet)
+
+
+@pytest.fixture(autouse=True)
+def clean_proxy(proxy: FaultProxy) -> None:
+    proxy.clear_faults()
+    proxy.clear_requests()
+
+
+@pytest.fixture(scope="module")
+def pristine_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An unmodified copy of the project for the `relup` stacks."""
+    return copy_project(tmp_path_factory.mktemp("relup") / "suggest-activity")
+
+
+@pytest.fixture(scope="module")
+def rel(
+    tmp_path_factory: pytest.TempPathFactory,
+    docker_client: docker.DockerClient,
+    prefect_server: PrefectServer,
+    proxy: FaultProxy,
+    bored_api: FakeBoredApi,
+    api: PatientPrefectApi,
+) -> Iterator[StackState]:
+    """The shared stack, up once; destroyed at the end whatever the tests left."""
+    project_dir = copy_project(tmp_path_factory.mktemp("rel") / "suggest-activity")
+    shorten_flow_timeout(project_dir, TEST_FLOW_TIMEOUT_SECONDS)
+    config = {
+        **stack_config(prefect_server, proxy, bored_api, POOL),
+        "suggest-activity:deploymentName": DEPLOYMENT_NAME,
+    }
+    engine = LocalEngine(
+        project_dir=project_dir, stack=STACK, config=config, secret_keys=[], docker_client=docker_client
+    )
+    state = StackState(engine, api, project_dir)
+    try:
+        try:
+            state.record = engine.up()
+        except Exception as error:
+            state.record = error.record  # type: ignore[attr-defined]  # what exists, for the destroy below
+            raise
+        api.wait_for_pool_status(POOL, "READY")
+        yield state
+    finally:
+        engine.destroy(state.record)
+
+
+@dataclass
+class UpStack:
+    """A `relup` stack and what exists of it: every `up` (also a failed one) updates `record`, which the
+    fixture destroys at the end."""
+
+    engine: LocalEngine
+    record: StackRecord = field(default_factory=StackRecord)
+
+    def up(self, previous: StackRecord | None = None) -> StackRecord:
+        try:
+            self.record = self.engine.up(previous)
+        except Exception as error:
+            self.record = error.record  # type: ignore[attr-defined]
+            raise
+        return self.record
+
+    def failing_up(self, previous: StackRecord | None = None) -> tuple[str, StackRecord]:
+        """An `up` that must fail: its message and the partial record."""
+        with pytest.raises(Exception) as error:
+            self.up(previous)
+        return str(error.value), self.record
+
+    def up_or_still_broken(self, previous: StackRecord, symptom: str) -> StackRecord:
+        """`up`, turning a known bug's failure into `StillBroken`: the xfail then matches that symptom only,
+        and pytest never formats the engine's deep traceback (Python 3.11.7's ast.parse can crash on it)."""
+        try:
+            return self.up(previous)
+        except Exception as error:
+            if symptom not in str(error):
+                raise
+            message = str(error)
+        raise StillBroken(message)
+
+
+class StillBroken(Exception):
+    """The known product bug an xfail test documents is still there (raised with a shallow traceback)."""
+
+
+@pytest.fixture
+def relup(
+    pristine_project: Path,
+    docker_client: docker.DockerClient,
+    prefect_server: PrefectServer,
+    proxy: FaultProxy,
+    bored_api: FakeBoredApi,
+    api: PatientPrefectApi,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[UpStack]:
+    """A fresh `relup` stack for one test, its providers on a tight retry budget; destroyed afterwards, then
+    checked to have left nothing behind."""
+    for name, value in TIGHT_BUDGET.items():
+        monkeypatch.setenv(name, value)  # the provider host process inherits this process's environment
+    config = {
+        **stack_config(prefect_server, proxy, bored_api, UP_POOL),
+        "suggest-activity:deploymentName": UP_DEPLOYMENT_NAME,
+    }
+    stack = UpStack(
+        LocalEngine(
+            project_dir=pristine_project,
+            stack=UP_STACK,
+            config=config,
+            secret_keys=[],
+            docker_client=docker_client,
+        )
+    )
+    yield stack
+    proxy.clear_faults()
+    stack.engine.destroy(stack.record)
+    assert stack_containers(docker_client, UP_STACK) == []
+    assert api.get(f"/work_pools/{UP_POOL}").status_code == 404
+    assert deployments_named(api, UP_DEPLOYMENT_NAME) == []
+
+
+# --- helpers ----------------------------------------------------------------------------------------------
+
+
+def shorten_flow_timeout(project_dir: Path, seconds: int) -> None:
+    flow_file = project_dir / "flows" / "suggest_activity.py"
+    source = flow_file.read_text()
+    production = f"FLOW_TIMEOUT_SECONDS: Final = {FLOW_TIMEOUT_SECONDS}"
+    assert production in source
+    flow_file.write_text(source.replace(production, f"FLOW_TIMEOUT_SECONDS: Final = {seconds}"))
+
+
+def only(record: StackRecord, typ: str) -> dict[str, Any]:
+    (resource,) = record.of_type(typ)
+    return resource.outputs
+
+
+def assert_converged(api: PrefectApi, docker_client: docker.DockerClient, record: StackRecord) -> None:
+    """Exactly one of everything the stack declares, each the recorded one, and nothing else of its own."""
+    pool = api.get(f"/work_pools/{UP_POOL}").raise_for_status().json()
+    assert pool["id"] == only(record, WORK_POOL)["pool_id"]
+    deployment_id = only(record, DEPLOYMENT)["deployment_id"]
+    assert [d["id"] for d in deployments_named(api, UP_DEPLOYMENT_NAME)] == [deployment_id]
+    assert [d["id"] for d in deployments_in_pool(api, UP_POOL)] == [deployment_id]
+    assert [s["slug"] for s in schedules_of(api, deployment_id)] == [SCHEDULE_SLUG]
+    containers = stack_containers(docker_client, UP_STACK)
+    assert [c.id for c in containers] == [r.id for r in record.of_type(CONTAINER)]
+    assert len(containers) == 1
+
+
+def real(drifts: list[Drift]) -> list[Drift]:
+    """The drift someone caused: gone resources, or changed outputs other than the ever-moving ones."""
+    return [d for d in drifts if d.gone or set(d.changed) - VOLATILE_OUTPUTS]
+
+
+def ui_of(state: StackState) -> PatientPrefectApi:
+    """Someone working in the Prefect UI: straight to the server, not through Pulumi or its proxy."""
+    assert isinstance(state.api, PatientPrefectApi)
+    return state.api
+
+
+def drift_of(drifts: list[Drift], name: str) -> Drift:
+    (drift,) = [d for d in drifts if d.name == name]
+    return drift
+
+
+def deployment_snapshot(api: PrefectApi, deployment_id: str) -> dict[str, Any]:
+    """What a run must never change: the deployment's own fields (with its `updated` stamp) and schedules."""
+    deployment = api.get(f"/deployments/{deployment_id}").raise_for_status().json()
+    keep = ("updated", "paused", "parameters", "version", "work_pool_name", "entrypoint", "tags")
+    return {
+        **{key: deployment[key] for key in keep},
+        "schedules": [(s["id"], s["updated"], s["active"], s["schedule"]) for s in deployment["schedules"]],
+    }
+
+
+def suggestions_of(api: PrefectApi, run_id: str) -> list[dict[str, Any]]:
+    """The run's user-visible artifacts. Prefect may also keep a result record of a failed run (no key, no
+    type: a pointer to its pickled exception), which is not an artifact anyone sees in the UI."""
+    return [a for a in api.artifacts_of(run_id) if a["key"] is not None or a["type"] is not None]
+
+
+def wait_all(api: PrefectApi, run_ids: list[str]) -> list[dict[str, Any]]:
+    """The runs execute side by side on the worker; wait for each to end."""
+    return [api.wait_for_run(run_id) for run_id in run_ids]
+
+
+class ResponseLosingProxy:
+    """Forwards every request to the upstream server; for the first request matching (method, path prefix) it
+    lets the server APPLY the request, then resets the connection instead of answering: a lost response."""
+
+    def __init__(self, upstream_url: str, method: str, path_prefix: str) -> None:
+        parts = urlsplit(upstream_url)
+        self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
+        self.path = parts.path
+        self.target = (method, path_prefix)
+        self.lost: list[tuple[str, str, int]] = []  # (method, path, the status the client never saw)
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _forward(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                upstream = http.client.HTTPConnection(*proxy.upstream, timeout=30)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                upstream.request(self.command, self.path, body=body or None, headers=headers)
+                response = upstream.getresponse()
+                data = response.read()
+                upstream.close()
+                if not proxy.lost and (self.command, self.path[: len(proxy.target[1])]) == proxy.target:
+                    proxy.lost.append((self.command, self.path, response.status))
+                    # SO_LINGER 0: close() sends RST, the client sees the connection reset, no answer.
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.connection.close()
+                    self.close_connection = True
+                    return
+                self.send_response(response.status)
+                for key, value in response.getheaders():
+                    if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PATCH = do_DELETE = _forward
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}{self.path}"
+
+    def __enter__(self) -> ResponseLosingProxy:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# --- Prefect API slow or failing during `up` (stacks of their own) -------------------------------------
+
+
+def test_up_rides_out_503_and_429_bursts_resets_and_a_stall_then_a_rerun_changes_nothing(
+    relup: UpStack, proxy: FaultProxy, api: PatientPrefectApi, docker_client: docker.DockerClient
+) -> None:
+    # A fault on each kind of call `up` makes; every one of them is retryable within the budget.
+    proxy.inject(ApiFault.UNAVAILABLE, count=2, methods=["POST"], path_contains="/work_pools/")
+    proxy.inject(ApiFault.RATE_LIMITED, count=2, retry_after="1", methods=["POST"], path_contains="/flows/")
+    proxy.inject(ApiFault.RESET, methods=["GET"], path_contains="/deployments/name/")
+    proxy.inject(ApiFault.UNAVAILABLE, methods=["GET"], path_contains=f"/work_pools/{UP_POOL}")
+    proxy.inject(ApiFault.STALL, methods=["POST"], path_contains="/api/deployments/", stall_seconds=10)
+    proxy.inject(ApiFault.GATEWAY_TIMEOUT, methods=["POST"], path_contains="/flow_runs/filter")
+
+    record = relup.up()
+
+    assert set(record.actions.values()) == {"create"}
+    served = [(r.method, r.fault) for r in proxy.faults_served()]
+    assert len(served) == 8, served  # every injected fault was met, and ridden out
+    assert_converged(api, docker_client, record)
+    deployment_posts = [r for r in proxy.requests if (r.method, r.path) == ("POST", "/api/deployments/")]
+    assert [r.fault for r in deployment_posts] == [ApiFault.STALL, None]  # the stalled upsert was sent again
+
+    proxy.clear_requests()
+    rerun = relup.up(record)
+    assert set(rerun.actions.values()) == {"same"}, rerun.actions
+    assert proxy.writes() == []
+    assert_converged(api, docker_client, rerun)
+
+
+def test_up_against_a_failing_api_stops_with_a_clear_error_and_a_rerun_converges(
+    relup: UpStack, proxy: FaultProxy, api: PatientPrefectApi, docker_client: docker.DockerClient
+) -> None:
+    # The API answers 503 to everything for longer than the budget: a clear error, within the budget.
+    proxy.inject(ApiFault.UNAVAILABLE, count=None)
+    started = time.monotonic()
+    message, record = relup.failing_up()
+    assert time.monotonic() - started < 60  # the budget is 8 s per call; the rest is the image build
+    assert "Prefect API POST /work_pools/ failed: 503 Service Unavailable" in message
+    assert "Gave up after 3 attempt(s)" in message
+    assert f"Is the Prefect API at {proxy.api_url} reachable?" in message
+    assert [r.name for r in record.resources] == ["flow-image"]  # nothing else was started
+    assert api.get(f"/work_pools/{UP_POOL}").status_code == 404
+
+    # A stalled answer to the pool's create (not idempotent: never blindly repeated) stops with a warning.
+    proxy.clear_faults()
+    proxy.clear_requests()
+    proxy.inject(ApiFault.STALL, methods=["POST"], path_contains="/work_pools/", stall_seconds=10)
+    message, record = relup.failing_up(record)
+    assert "Prefect API POST /work_pools/ failed: ReadTimeout" in message
+    assert "The request may have been applied" in message
+    assert len([r for r in proxy.requests if r.method == "POST" and "/work_pools/" in r.path]) == 1
+
+    # The API is back: the rerun creates everything once.
+    proxy.clear_faults()
+    converged = relup.up(record)
+    assert converged.actions["work-pool"] == "create" and converged.actions["deployment"] == "create"
+    assert_converged(api, docker_client, converged)
+
+
+def test_failure_halfway_is_recorded_and_the_next_up_finishes_the_job(
+    relup: UpStack, proxy: FaultProxy, api: PatientPrefectApi, docker_client: docker.DockerClient
+) -> None:
+    # The deployment's create fails for longer than its budget, after the pool (and the worker) exist.
+    proxy.inject(ApiFault.UNAVAILABLE, count=None, methods=["POST"], path_contains="/api/deployments/")
+    message, partial = relup.failing_up()
+    assert "Prefect API POST /deployments/ failed: 503 Service Unavailable" in message
+    assert "Gave up after" in message
+
+    # What exists is recorded: the pool, and the worker if it had started; no deployment anywhere.
+    recorded_pool = only(partial, WORK_POOL)
+    assert api.get(f"/work_pools/{UP_POOL}").json()["id"] == recorded_pool["pool_id"]
+    assert partial.of_type(DEPLOYMENT) == []
+    assert deployments_named(api, UP_DEPLOYMENT_NAME) == []
+    recorded_containers = [r.id for r in partial.of_type(CONTAINER)]
+    assert [c.id for c in stack_containers(docker_client, UP_STACK)] == recorded_containers
+
+    proxy.clear_faults()
+    finished = relup.up(partial)
+    assert finished.actions["work-pool"] == "same"
+    assert finished.actions["deployment"] == "create"
+    assert only(finished, WORK_POOL)["pool_id"] == recorded_pool["pool_id"]
+    assert_converged(api, docker_client, finished)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=StillBroken,
+    reason="product bug: a Deployment create that fails AFTER its POST landed leaves an unrecorded deployment, "
+    "and the next up refuses it ('already exists ... set adopt_existing=True', which the program cannot set)",
+)
+def test_a_deployment_whose_create_failed_after_the_write_is_taken_over_by_the_next_up(
+    relup: UpStack, proxy: FaultProxy, api: PatientPrefectApi, docker_client: docker.DockerClient
+) -> None:
+    # POST /deployments/ succeeds; the read that completes the create's outputs fails past the budget.
+    proxy.inject(ApiFault.UNAVAILABLE, count=None, methods=["POST"], path_contains="/flow_runs/filter")
+    message, partial = relup.failing_up()
+    assert "Prefect API POST /flow_runs/filter failed: 503" in message
+    assert partial.of_type(DEPLOYMENT) == []
+    assert len(deployments_named(api, UP_DEPLOYMENT_NAME)) == 1  # it exists, but the record does not know it
+
+    proxy.clear_faults()
+    try:
+        finished = relup.up_or_still_broken(partial, "already exists")
+        assert_converged(api, docker_client, finished)
+    finally:
+        for orphan in deployments_named(api, UP_DEPLOYMENT_NAME):  # what the record cannot destroy
+            api.delete(f"/deployments/{orphan['id']}")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=StillBroken,
+    reason="product bug: a WorkPool create whose response is lost leaves an unrecorded pool; the error says "
+    "'run pulumi refresh' (which cannot see it) and the next up fails with 409 'already exists'",
+)
+def test_a_pool_whose_create_response_was_lost_is_taken_over_by_the_next_up(
+    relup: UpStack, prefect_server: PrefectServer, api: PatientPrefectApi, docker_client: docker.DockerClient
+) -> None:
+    config = relup.engine.config
+    try:
+        with ResponseLosingProxy(prefect_server.api_url, "POST", "/api/work_pools/") as losing:
+            relup.engine.config = {**config, "prefect:apiUrl": losing.api_url}
+            message, partial = relup.failing_up()
+            assert losing.lost == [("POST", "/api/work_pools/", 201)]  # the server created the pool
+            assert "Prefect API POST /work_pools/ failed" in message
+            assert "may have been applied" in message
+            assert partial.of_type(WORK_POOL) == []
+            assert api.get(f"/work_pools/{UP_POOL}").status_code == 200
+
+            finished = relup.up_or_still_broken(partial, "already exists")
+            assert_converged(api, docker_client, finished)
+    finally:
+        relup.engine.config = config  # the fixture destroys through the usual proxy
+        if api.get(f"/work_pools/{UP_POOL}").status_code == 200 and not relup.record.of_type(WORK_POOL):
+            api.delete(f"/work_pools/{UP_POOL}")  # the orphan the record does not know
+
+
+# --- the worker container -----------------------------------------------------------------------------
+
+
+def test_a_crashed_worker_is_restarted_by_its_restart_policy_and_the_next_run_completes(
+    rel: StackState, bored_api: FakeBoredApi, docker_client: docker.DockerClient
+) -> None:
+    (worker,) = stack_containers(docker_client, STACK)
+    restarts = worker.attrs["RestartCount"]
+    # What an OOM kill or a crash looks like to Docker: the main process dies of SIGKILL, not `docker stop`.
+    pid = worker.attrs["State"]["Pid"]
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError) as exc:
+        pytest.fail(
+            f"cannot signal the worker's process {pid} (needs root and the daemon's pid namespace): {exc}"
+        )
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        worker.reload()
+        if worker.attrs["RestartCount"] > restarts and worker.attrs["State"]["Running"]:
+            break
+        time.sleep(0.5)
+    assert worker.attrs["RestartCount"] == restarts + 1, worker.attrs["State"]
+    wait_for_health(worker)
+    (same,) = stack_containers(docker_client, STACK)
+    assert same.id == worker.id  # restarted in place by Docker: no `up` involved
+    run_and_check(rel, bored_api, docker_client)
+
+
+def test_a_docker_killed_worker_stays_down_until_up_refresh_recreates_it(
+    rel: StackState, bored_api: FakeBoredApi, docker_client: docker.DockerClient
+) -> None:
+    (worker,) = stack_containers(docker_client, STACK)
+    restarts = worker.attrs["RestartCount"]
+    worker.kill()
+    # Docker treats `docker kill` like `docker stop`: a deliberate stop, which no restart policy undoes.
+    time.sleep(5)
+    worker.reload()
+    assert (worker.status, worker.attrs["RestartCount"]) == ("exited", restarts)
+
+    refreshed, drifts = rel.engine.refresh(rel.record)
+    assert real(drifts) == [Drift(CONTAINER, "worker-0", gone=True)]
+    rel.record = rel.engine.up(refreshed)
+    assert rel.record.actions["worker-0"] == "create"
+    assert {rel.record.actions[name] for name in ("flow-image", "work-pool", "deployment")} == {"same"}
+    (new_worker,) = stack_containers(docker_client, STACK)
+    assert new_worker.id != worker.id
+    new_worker.reload()
+    assert new_worker.attrs["State"]["Health"]["Status"] == "healthy"
+    run_and_check(rel, bored_api, docker_client)
+
+
+# --- the Bored API at run time, and a hung run ------------------------------------------------------------
+
+
+def test_bored_api_faults_fail_runs_clearly_without_touching_the_deployment_and_the_next_runs_succeed(
+    rel: StackState, bored_api: FakeBoredApi, docker_client: docker.DockerClient
+) -> None:
+    deployment_id = rel.one(DEPLOYMENT)["deployment_id"]
+    before = deployment_snapshot(rel.api, deployment_id)
+    scheduled_before = {r["id"] for r in rel.api.wait_for_scheduled_runs(deployment_id)}
+    (worker,) = stack_containers(docker_client, STACK)
+    restarts = worker.attrs["RestartCount"]
+
+    with (
+        FakeBoredApi(host="0.0.0.0") as down,
+        FakeBoredApi(host="0.0.0.0") as limited,
+        FakeBoredApi(host="0.0.0.0") as garbage,
+    ):
+        down.add_faults(*[Fault.http(503)] * 4)  # every attempt of the run's fetch
+        limited.add_faults(Fault.rate_limited(retry_after="3600"))  # longer than the flow waits
+        garbage.add_faults(Fault.json_body({"message": "<h1>maintenance</h1>"}))  # JSON, but no activity
+        with FakeBoredApi() as gone:
+            unreachable = gone.url_for_host("host.docker.internal")  # nothing listens there any more
+        faulty = {"down": down, "limited": limited, "garbage": garbage}
+        urls = {name: fake.url_for_host("host.docker.internal") for name, fake in faulty.items()}
+        urls["unreachable"] = unreachable
+        run_ids = {name: trigger_with(rel.api, deployment_id, {"api_url": url}) for name, url in urls.items()}
+        runs = dict(zip(run_ids, wait_all(rel.api, list(run_ids.values())), strict=True))
+
+        expected = {
+            "down": [f"{urls['down']}/random", "HTTP 503", "gave up after 4 attempt(s)"],
+            "unreachable": [f"{unreachable}/random", "ConnectError", "gave up after 4 attempt(s)"],
+            "limited": ["HTTP 429", "Retry-After: 3600", "run again later"],
+            "garbage": ["no 'activity' field", "maintenance"],
+        }
+        for name, fragments in expected.items():
+            run = runs[name]
+            assert run["state_type"] == "FAILED", (name, run["state"])
+            message = run["state"]["message"]
+            assert "BoredApiError" in message, (name, message)
+            for fragment in fragments:
+                assert fragment in message, (name, fragment, message)
+            assert suggestions_of(rel.api, run_ids[name]) == [], name
+
+        # Nothing about the deployment, its schedule, its upcoming runs or the worker changed.
+        assert deployment_snapshot(rel.api, deployment_id) == before
+        scheduled_after = {r["id"] for r in rel.api.scheduled_runs(deployment_id)}
+        assert scheduled_before <= scheduled_after
+        worker.reload()
+        assert (worker.status, worker.attrs["RestartCount"]) == ("running", restarts)
+
+        # The APIs are back (their scripted faults are used up): the next runs succeed, each with an artifact.
+        retried = {name: trigger_with(rel.api, deployment_id, {"api_url": urls[name]}) for name in faulty}
+        for name, run in zip(retried, wait_all(rel.api, list(retried.values())), strict=True):
+            assert run["state_type"] == "COMPLETED", (name, run["state"])
+            (artifact,) = rel.api.artifacts_of(retried[name])
+            assert artifact["key"] == ARTIFACT_KEY
+            assert artifact["data"].splitlines()[0] == f"# {faulty[name].served()[-1]['activity']}"
+    run_and_check(rel, bored_api, docker_client)  # and the daily run, with the deployment's own parameters
+
+
+def test_a_hung_run_is_ended_by_the_flow_timeout_and_the_next_run_completes(
+    rel: StackState, bored_api: FakeBoredApi, docker_client: docker.DockerClient
+) -> None:
+    deployment_id = rel.one(DEPLOYMENT)["deployment_id"]
+    with FakeBoredApi(host="0.0.0.0") as hanging:
+        hanging.add_faults(*[Fault.stall(120)] * 4)  # accepts every request and never answers in time
+        run_id = trigger_with(
+            rel.api, deployment_id, {"api_url": hanging.url_for_host("host.docker.internal")}
+        )
+        run = rel.api.wait_for_run(run_id, timeout=120)
+
+    assert run["state_type"] == "FAILED" and run["state_name"] == "TimedOut", run["state"]
+    assert f"exceeded timeout of {TEST_FLOW_TIMEOUT_SECONDS}" in run["state"]["message"]
+    assert TEST_FLOW_TIMEOUT_SECONDS <= run["total_run_time"] < TEST_FLOW_TIMEOUT_SECONDS + 10
+    assert suggestions_of(rel.api, run_id) == []
+    run_and_check(rel, bored_api, docker_client)  # the worker was not blocked by the hung run
+
+
+# --- objects edited or deleted behind Pulumi's back ------------------------------------------------------
+
+
+def test_ui_edits_are_reported_by_refresh_and_undone_by_the_next_up(
+    rel: StackState, docker_client: docker.DockerClient
+) -> None:
+    deployment_id = rel.one(DEPLOYMENT)["deployment_id"]
+    declared_pool, declared_deployment = rel.one(WORK_POOL), rel.one(DEPLOYMENT)
+    (schedule,) = schedules_of(rel.api, deployment_id)
+    ui = ui_of(rel)
+    # Someone edits things in the UI: a pool description and limit, the run parameters, and the schedule off.
+    ui.patch(f"/work_pools/{POOL}", {"description": "edited in the UI", "concurrency_limit": 3})
+    ui.patch(f"/deployments/{deployment_id}", {"parameters": {"api_url": "https://elsewhere.example"}})
+    ui.patch(f"/deployments/{deployment_id}/schedules/{schedule['id']}", {"active": False})
+
+    # `pulumi up` alone trusts its state: it sees nothing to do (that is why the docs say `up --refresh`).
+    assert set(rel.engine.up(rel.record).actions.values()) == {"same"}
+
+    refreshed, drifts = rel.engine.refresh(rel.record)
+    pool_drift = drift_of(drifts, "work-pool").changed
+    assert set(pool_drift) - VOLATILE_OUTPUTS == {"description", "concurrency_limit"}
+    assert pool_drift["description"] == (declared_pool["description"], "edited in the UI")
+    assert pool_drift["concurrency_limit"] == (None, 3)
+    deployment_drift = drift_of(drifts, "deployment").changed
+    assert set(deployment_drift) - VOLATILE_OUTPUTS == {"parameters", "schedules"}
+    assert deployment_drift["parameters"][1] == {"api_url": "https://elsewhere.example"}
+    (old_schedule,), (new_schedule,) = deployment_drift["schedules"]
+    assert (old_schedule["active"], new_schedule["active"]) == (True, False)
+    assert {d.name for d in drifts} == {"work-pool", "deployment"}
+
+    rel.record = rel.engine.up(refreshed)
+    assert rel.record.actions["work-pool"] == "update" and rel.record.actions["deployment"] == "update"
+    pool = rel.api.get(f"/work_pools/{POOL}").json()
+    assert (pool["description"], pool["concurrency_limit"]) == (declared_pool["description"], None)
+    deployment = rel.api.get(f"/deployments/{deployment_id}").json()
+    assert deployment["parameters"] == declared_deployment["parameters"]
+    (restored,) = deployment["schedules"]
+    assert (restored["id"], restored["active"]) == (
+        schedule["id"],
+        True,
+    )  # the same schedule, switched back on
+    rel.api.wait_for_scheduled_runs(deployment_id)  # and the scheduler plans the daily runs again
+
+    # Refreshing again finds nothing left to report (apart from the ever-moving outputs).
+    assert real(rel.engine.refresh(rel.record)[1]) == []
+
+
+def test_ui_deletions_are_reported_by_refresh_and_recreated_by_the_next_up(
+    rel: StackState, bored_api: FakeBoredApi, docker_client: docker.DockerClient
+) -> None:
+    old_deployment_id = rel.one(DEPLOYMENT)["deployment_id"]
+    old_pool_id = rel.one(WORK_POOL)["pool_id"]
+    ui_of(rel).delete(f"/deployments/{old_deployment_id}")
+    ui_of(rel).delete(f"/work_pools/{POOL}")
+
+    refreshed, drifts = rel.engine.refresh(rel.record)
+    gone = {d.name for d in drifts if d.gone}
+    assert gone == {"work-pool", "deployment"}
+    assert {r.name for r in refreshed.resources} >= {"flow-image"}
+
+    rel.record = rel.engine.up(refreshed)
+    assert rel.record.actions["work-pool"] == "create" and rel.record.actions["deployment"] == "create"
+    assert rel.one(WORK_POOL)["pool_id"] != old_pool_id
+    new_deployment_id = rel.one(DEPLOYMENT)["deployment_id"]
+    assert [d["id"] for d in deployments_named(rel.api, DEPLOYMENT_NAME)] == [new_deployment_id]
+    assert [s["slug"] for s in schedules_of(rel.api, new_deployment_id)] == [SCHEDULE_SLUG]
+    (worker,) = stack_containers(docker_client, STACK)
+    wait_for_health(worker)
+    rel.api.wait_for_pool_status(POOL, "READY")
+    run_and_check(rel, bored_api, docker_client)
+
+
+# --- the Prefect server restarts under the worker (late: other modules share the server) -----------------
+
+
+def test_the_worker_reconnects_after_a_server_restart_and_the_next_run_completes(
+    rel: StackState,
+    bored_api: FakeBoredApi,
+    docker_client: docker.DockerClient,
+    prefect_server: PrefectServer,
+) -> None:
+    (worker,) = stack_containers(docker_client, STACK)
+    restarts = worker.attrs["RestartCount"]
+    prefect_server.restart()  # same port, same database; the worker keeps polling through the outage
+
+    run_and_check(rel, bored_api, docker_client)
+    worker.reload()
+    assert worker.status == "running"
+    # Reconnected on its own: Docker did not have to restart it, Pulumi did not replace it.
+    assert (worker.id, worker.attrs["RestartCount"]) == (
+        stack_containers(docker_client, STACK)[0].id,
+        restarts,
+    )
+    wait_for_health(worker)
+
+
+def test_destroy_succeeds_after_objects_were_deleted_or_edited_behind_its_back(
+    rel: StackState, docker_client: docker.DockerClient
+) -> None:
+    deployment_id = rel.one(DEPLOYMENT)["deployment_id"]
+    ui_of(rel).delete(f"/deployments/{deployment_id}")
+    ui_of(rel).patch(f"/work_pools/{POOL}", {"description": "edited in the UI"})
+
+    rel.engine.destroy(rel.record)
+
+    assert stack_containers(docker_client, STACK) == []
+    assert rel.api.get(f"/work_pools/{POOL}").status_code == 404
+    assert deployments_named(rel.api, DEPLOYMENT_NAME) == []
+    assert rel.api.scheduled_runs(deployment_id) == []
