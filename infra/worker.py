@@ -25,12 +25,23 @@ def worker_name(config: StackConfig, index: int) -> str:
     return f"{config.pool_name}-worker-{config.stack}-{index}"
 
 
+# Measured (benchmarks/worker_footprint.py): an idle worker uses ~90 MB and each concurrent process-pool run
+# ~90 MB more. Capping concurrent runs by the memory limit keeps a burst of runs from OOM-killing the worker.
+WORKER_BASE_MB = 128
+RUN_MB = 100
+
+
+def run_limit(memory_mb: int) -> int:
+    return max(1, (memory_mb - WORKER_BASE_MB) // RUN_MB)
+
+
 def worker_command(config: StackConfig, name: str) -> list[str]:
     return [
         "prefect", "worker", "start",
         "--pool", config.pool_name,
         "--type", config.pool_type,
         "--name", name,
+        "--limit", str(run_limit(config.worker.memory_mb)),
         "--with-healthcheck",
         "--install-policy", "never",  # the image already has what the pool type needs
         "--no-create-pool-if-not-found",  # the pool is Pulumi's; a typo must not create a second one

@@ -98,7 +98,7 @@ def test_dev_worker_runs_from_the_image_digest_and_reaches_the_local_server(dev:
     assert worker["name"] == "suggest-activity-worker-dev-0"
     assert worker["command"] == [
         "prefect", "worker", "start", "--pool", "suggest-activity", "--type", "process",
-        "--name", "suggest-activity-worker-dev-0", "--with-healthcheck", "--install-policy", "never",
+        "--name", "suggest-activity-worker-dev-0", "--limit", "8", "--with-healthcheck", "--install-policy", "never",
         "--no-create-pool-if-not-found",
     ]  # fmt: skip
     assert "PREFECT_API_URL=http://host.docker.internal:4200/api" in worker["envs"]
