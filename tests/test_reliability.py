@@ -23,10 +23,12 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 import docker
 import pytest
@@ -49,7 +51,7 @@ from tests.support.stack_checks import (
     trigger_with,
     wait_for_health,
 )
-from tests.test_end_to_end import StackState, copy_project, run_and_check, stack_config
+from tests.test_end_to_end import TIMEZONE, StackState, copy_project, run_and_check, stack_config
 
 pytestmark = pytest.mark.docker
 
@@ -187,21 +189,6 @@ class UpStack:
         with pytest.raises(Exception) as error:
             self.up(previous)
         return str(error.value), self.record
-
-    def up_or_still_broken(self, previous: StackRecord, symptom: str) -> StackRecord:
-        """`up`, turning a known bug's failure into `StillBroken`: the xfail then matches that symptom only,
-        and pytest never formats the engine's deep traceback (Python 3.11.7's ast.parse can crash on it)."""
-        try:
-            return self.up(previous)
-        except Exception as error:
-            if symptom not in str(error):
-                raise
-            message = str(error)
-        raise StillBroken(message)
-
-
-class StillBroken(Exception):
-    """The known product bug an xfail test documents is still there (raised with a shallow traceback)."""
 
 
 @pytest.fixture
@@ -450,57 +437,41 @@ def test_failure_halfway_is_recorded_and_the_next_up_finishes_the_job(
     assert_converged(api, docker_client, finished)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=StillBroken,
-    reason="product bug: a Deployment create that fails AFTER its POST landed leaves an unrecorded deployment, "
-    "and the next up refuses it ('already exists ... set adopt_existing=True', which the program cannot set)",
-)
-def test_a_deployment_whose_create_failed_after_the_write_is_taken_over_by_the_next_up(
+def test_a_deployment_create_whose_follow_up_read_fails_is_still_recorded(
     relup: UpStack, proxy: FaultProxy, api: PatientPrefectApi, docker_client: docker.DockerClient
 ) -> None:
-    # POST /deployments/ succeeds; the read that completes the create's outputs fails past the budget.
+    # POST /deployments/ succeeds; the scheduled-runs query behind next_run_time keeps failing. The create
+    # must not fail after its write (the deployment would exist unrecorded): next_run_time falls back to
+    # the cron's next fire time.
     proxy.inject(ApiFault.UNAVAILABLE, count=None, methods=["POST"], path_contains="/flow_runs/filter")
-    message, partial = relup.failing_up()
-    assert "Prefect API POST /flow_runs/filter failed: 503" in message
-    assert partial.of_type(DEPLOYMENT) == []
-    assert len(deployments_named(api, UP_DEPLOYMENT_NAME)) == 1  # it exists, but the record does not know it
+    record = relup.up()
+    assert proxy.faults_served()  # the query really failed
+    deployment = only(record, DEPLOYMENT)
+    next_run = datetime.fromisoformat(deployment["next_run_time"].replace("Z", "+00:00"))
+    assert (next_run.astimezone(ZoneInfo(TIMEZONE)).hour, next_run.minute) == (9, 0)
+    assert_converged(api, docker_client, record)
 
     proxy.clear_faults()
-    try:
-        finished = relup.up_or_still_broken(partial, "already exists")
-        assert_converged(api, docker_client, finished)
-    finally:
-        for orphan in deployments_named(api, UP_DEPLOYMENT_NAME):  # what the record cannot destroy
-            api.delete(f"/deployments/{orphan['id']}")
+    again = relup.up(record)
+    assert set(again.actions.values()) == {"same"}, again.actions
+    assert_converged(api, docker_client, again)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=StillBroken,
-    reason="product bug: a WorkPool create whose response is lost leaves an unrecorded pool; the error says "
-    "'run pulumi refresh' (which cannot see it) and the next up fails with 409 'already exists'",
-)
-def test_a_pool_whose_create_response_was_lost_is_taken_over_by_the_next_up(
+def test_a_pool_whose_create_response_was_lost_is_taken_over_in_the_same_up(
     relup: UpStack, prefect_server: PrefectServer, api: PatientPrefectApi, docker_client: docker.DockerClient
 ) -> None:
     config = relup.engine.config
     try:
         with ResponseLosingProxy(prefect_server.api_url, "POST", "/api/work_pools/") as losing:
             relup.engine.config = {**config, "prefect:apiUrl": losing.api_url}
-            message, partial = relup.failing_up()
-            assert losing.lost == [("POST", "/api/work_pools/", 201)]  # the server created the pool
-            assert "Prefect API POST /work_pools/ failed" in message
-            assert "may have been applied" in message
-            assert partial.of_type(WORK_POOL) == []
-            assert api.get(f"/work_pools/{UP_POOL}").status_code == 200
-
-            finished = relup.up_or_still_broken(partial, "already exists")
-            assert_converged(api, docker_client, finished)
+            record = relup.up()
+            assert losing.lost == [
+                ("POST", "/api/work_pools/", 201)
+            ]  # the server created it, the answer was lost
+            assert only(record, WORK_POOL)["name"] == UP_POOL  # found by name and recorded, not orphaned
     finally:
         relup.engine.config = config  # the fixture destroys through the usual proxy
-        if api.get(f"/work_pools/{UP_POOL}").status_code == 200 and not relup.record.of_type(WORK_POOL):
-            api.delete(f"/work_pools/{UP_POOL}")  # the orphan the record does not know
+    assert_converged(api, docker_client, relup.record)
 
 
 # --- the worker container -----------------------------------------------------------------------------

@@ -81,6 +81,7 @@ class PrefectApiError(Exception):
         status_code: int | None = None,
         detail: str | None = None,
         attempts: int = 1,
+        maybe_applied: bool = False,
     ) -> None:
         super().__init__(message)
         self.method = method
@@ -88,6 +89,8 @@ class PrefectApiError(Exception):
         self.status_code = status_code
         self.detail = detail
         self.attempts = attempts
+        # A non-idempotent request that failed in transit: the server may have carried it out.
+        self.maybe_applied = maybe_applied
 
 
 # --------------------------------------------------------------------------------------------------
@@ -503,7 +506,13 @@ class PrefectClient:
         if maybe_applied:
             message += " The request may have been applied; run `pulumi refresh` before trying again."
         return PrefectApiError(
-            message, method=method, path=path, status_code=status_code, detail=detail, attempts=attempts
+            message,
+            method=method,
+            path=path,
+            status_code=status_code,
+            detail=detail,
+            attempts=attempts,
+            maybe_applied=maybe_applied,
         )
 
 

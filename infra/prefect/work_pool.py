@@ -7,6 +7,7 @@ names are unique). Everything else is PATCHed, and only what changed.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -121,9 +122,17 @@ class WorkPoolProvider(PrefectResourceProvider):
             for key, api_field in UPDATE_FIELDS.items():
                 if self._managed(key, desired):
                     body[api_field] = desired.get(key)
+            requested_at = datetime.now(UTC)
             try:
                 pool = client.post("/work_pools/", body, idempotent=False)
             except PrefectApiError as exc:
+                if exc.maybe_applied:
+                    # The answer was lost, maybe after the server created the pool: if a pool of this name
+                    # and type appeared just now, it is this request's, and the create goes on from there.
+                    existing = client.get_or_none(pool_path(name))
+                    if _created_by_this_request(existing, desired["type"], requested_at):
+                        return self._adopt(client, existing, desired)
+                    raise
                 if exc.status_code != 409:
                     raise
                 raise PrefectApiError(
@@ -274,3 +283,13 @@ class WorkPool(Resource, module="prefect", name="WorkPool"):
             **dict.fromkeys(OUTPUT_ONLY_KEYS),
         }
         super().__init__(WorkPoolProvider(), resource_name, props, opts)
+
+
+# How far the server's clock may run behind ours when telling "created by this request" from "already there".
+CLOCK_SKEW = timedelta(seconds=30)
+
+
+def _created_by_this_request(pool: dict[str, Any] | None, pool_type: str, requested_at: datetime) -> bool:
+    if pool is None or pool.get("type") != pool_type or not pool.get("created"):
+        return False
+    return datetime.fromisoformat(str(pool["created"]).replace("Z", "+00:00")) >= requested_at - CLOCK_SKEW
