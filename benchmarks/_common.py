@@ -19,7 +19,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -212,6 +212,19 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def record_run(name: str, measure: Callable[[], dict[str, Any]]) -> tuple[dict[str, Any], Path]:
+    """Run `measure` while a LoadMonitor samples the machine and write benchmarks/results/<name>.json: what it
+    returned, between the benchmark's name, start time and machine and the load and duration of the run.
+    Returns the results and the file."""
+    started = time.perf_counter()
+    results: dict[str, Any] = {"benchmark": name, "started_at": now_iso(), "machine": machine_info()}
+    with LoadMonitor() as load:
+        results.update(measure())
+    results["load"] = load.report()
+    results["duration_seconds"] = round(time.perf_counter() - started, 1)
+    return results, write_results(name, results)
+
+
 def md_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     def cell(value: Any) -> str:
         return str(value).replace("|", "\\|")
@@ -223,6 +236,13 @@ def md_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 def met(ok: bool | None) -> str:
     return "n/a" if ok is None else ("yes" if ok else "**no**")
+
+
+def targets_table(targets: Sequence[dict[str, Any]]) -> str:
+    """The `target | measured | met?` table that ends every report."""
+    return md_table(
+        ["target", "measured", "met?"], [[t["target"], t["measured"], met(t["met"])] for t in targets]
+    )
 
 
 # ------------------------------------------------------------------------------------------------ services

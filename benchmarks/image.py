@@ -27,16 +27,13 @@ from typing import Any
 
 from benchmarks._common import (
     REPO_ROOT,
-    LoadMonitor,
     copy_project,
     fmt,
-    machine_info,
     md_table,
     median,
-    met,
-    now_iso,
+    record_run,
     summary,
-    write_results,
+    targets_table,
 )
 
 NAME = "image"
@@ -179,10 +176,7 @@ def report(results: dict[str, Any]) -> str:
             f"ratio ours / naive: cold {cr['median']:.2f} (rounds {cr['min']:.2f} to {cr['max']:.2f}), "
             f"code-only {co['median']:.3f} (rounds {co['min']:.3f} to {co['max']:.3f})",
             "",
-            md_table(
-                ["target", "measured", "met?"],
-                [[t["target"], t["measured"], met(t["met"])] for t in results["targets"]],
-            ),
+            targets_table(results["targets"]),
         ]
     )
 
@@ -191,13 +185,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    started = time.perf_counter()
-    results: dict[str, Any] = {"benchmark": NAME, "started_at": now_iso(), "machine": machine_info()}
-    with LoadMonitor() as load:
-        results.update(run(args.rounds))
-    results["load"] = load.report()
-    results["duration_seconds"] = round(time.perf_counter() - started, 1)
-    path = write_results(NAME, results)
+    results, path = record_run(NAME, lambda: run(args.rounds))
     print(report(results))
     print(f"\nraw results: {path}")
 

@@ -34,19 +34,17 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._common import (
-    LoadMonitor,
     fmt,
     isolate_prefect_home,
-    machine_info,
     md_table,
     median,
     met,
-    now_iso,
     prefect_server,
     ratio,
+    record_run,
     request_shape,
     summary,
-    write_results,
+    targets_table,
 )
 
 NAME = "provider_cost"
@@ -485,9 +483,7 @@ def report(results: dict[str, Any]) -> str:
         )
     )
     lines += ["", "### Targets", ""]
-    lines.append(
-        md_table(["target", "measured", "met?"], [[t["target"], t["measured"], met(t["met"])] for t in results["targets"]])
-    )  # fmt: skip
+    lines.append(targets_table(results["targets"]))
     p2 = results["part2"]
     lines += [
         "",
@@ -517,6 +513,18 @@ def report(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def run(rounds: int) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    with prefect_server("pc") as server:
+        results["server_start_seconds"] = round(server.start_seconds, 2)
+        results["part1"] = part1(server, rounds)
+        results["part2"] = part2(server, rounds)
+    results["targets"] = targets(results["part1"]["operations"])
+    p2 = results["part2"]
+    results["ratio_ours_over_cli"] = ratio(p2["ours_seconds"]["median"], p2["cli_seconds"]["median"])
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7, help="measured rounds (>= 5), after one warm-up")
@@ -528,18 +536,7 @@ def main() -> None:
     if args.ours_up:
         ours_up_child(*args.ours_up)
         return
-    started = time.perf_counter()
-    results: dict[str, Any] = {"benchmark": NAME, "started_at": now_iso(), "machine": machine_info()}
-    with LoadMonitor() as load, prefect_server("pc") as server:
-        results["server_start_seconds"] = round(server.start_seconds, 2)
-        results["part1"] = part1(server, args.rounds)
-        results["part2"] = part2(server, args.rounds)
-    results["targets"] = targets(results["part1"]["operations"])
-    p2 = results["part2"]
-    results["ratio_ours_over_cli"] = ratio(p2["ours_seconds"]["median"], p2["cli_seconds"]["median"])
-    results["load"] = load.report()
-    results["duration_seconds"] = round(time.perf_counter() - started, 1)
-    path = write_results(NAME, results)
+    results, path = record_run(NAME, lambda: run(args.rounds))
     print(report(results))
     print(f"\nraw results: {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
 

@@ -18,16 +18,13 @@ from typing import Any
 
 from benchmarks._common import (
     RESULTS_DIR,
-    LoadMonitor,
     fmt,
     isolate_prefect_home,
-    machine_info,
     md_table,
     median,
-    now_iso,
     prefect_server,
+    record_run,
     summary,
-    write_results,
 )
 from benchmarks.provider_cost import declared_inputs, program_config
 
@@ -337,13 +334,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 10, 50])
     args = parser.parse_args()
     isolate_prefect_home()
-    started = time.perf_counter()
-    results: dict[str, Any] = {"benchmark": NAME, "started_at": now_iso(), "machine": machine_info()}
-    with LoadMonitor() as load:
-        results.update(run(args.rounds, sorted(args.sizes)))
-    results["load"] = load.report()
-    results["duration_seconds"] = round(time.perf_counter() - started, 1)
-    path = write_results(NAME, results)
+    results, path = record_run(NAME, lambda: run(args.rounds, sorted(args.sizes)))
     svg = RESULTS_DIR / "scale.svg"
     svg.write_text(svg_plot(results))
     print(report(results))

@@ -23,16 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._common import (
-    LoadMonitor,
     fmt,
     isolate_prefect_home,
-    machine_info,
     md_table,
     median,
-    met,
-    now_iso,
+    record_run,
     summary,
-    write_results,
+    targets_table,
 )
 from benchmarks._stack import applied_stack
 
@@ -225,10 +222,7 @@ def report(results: dict[str, Any]) -> str:
             "",
             md_table(["measure", "memory"], rows),
             "",
-            md_table(
-                ["target", "measured", "met?"],
-                [[t["target"], t["measured"], met(t["met"])] for t in results["targets"]],
-            ),
+            targets_table(results["targets"]),
         ]
     )
 
@@ -240,13 +234,7 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=3)
     args = parser.parse_args()
     isolate_prefect_home()
-    started = time.perf_counter()
-    results: dict[str, Any] = {"benchmark": NAME, "started_at": now_iso(), "machine": machine_info()}
-    with LoadMonitor() as load:
-        results.update(run(args.runs, args.idle, args.burst))
-    results["load"] = load.report()
-    results["duration_seconds"] = round(time.perf_counter() - started, 1)
-    path = write_results(NAME, results)
+    results, path = record_run(NAME, lambda: run(args.runs, args.idle, args.burst))
     print(report(results))
     print(f"\nraw results: {path}")
 
