@@ -1,4 +1,5 @@
-"""Fixtures shared by the whole test run: one real Prefect server, stopped by PID at the end."""
+"""Fixtures shared by the whole test run: one real Prefect server, stopped by PID at the end, and the provider
+host, proxy and direct API client that the provider test modules share."""
 
 from __future__ import annotations
 
@@ -7,12 +8,16 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 # Keep the test process's own Prefect state (profiles, local results) out of the user's ~/.prefect.
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="suggest-activity-client-"))
 
+from infra.prefect import WorkPoolProvider
+from tests.support.fault_proxy import FaultProxy
 from tests.support.prefect_server import PrefectServer
+from tests.support.provider_host import BoundResource, ProviderHost, host_env
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,3 +39,41 @@ def prefect_api(prefect_server: PrefectServer) -> Iterator[str]:
 
     with temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url}):
         yield prefect_server.api_url
+
+
+# --- providers through the gRPC host, against the server -------------------------------------------------
+# Module-scoped, like the modules that use them: one proxy and one host per test module. A module may override
+# `host_config` (more stack config), `proxy` or `api`.
+
+
+@pytest.fixture(scope="module")
+def proxy(prefect_server: PrefectServer) -> Iterator[FaultProxy]:
+    """Between the providers and the server: records every request, and injects faults when asked to."""
+    with FaultProxy(prefect_server.api_url) as fault_proxy:
+        yield fault_proxy
+
+
+@pytest.fixture(scope="module")
+def host_config(proxy: FaultProxy) -> dict[str, str]:
+    """The stack config the module's provider host is configured with: the server through the proxy."""
+    return {"prefect:apiUrl": proxy.api_url}
+
+
+@pytest.fixture(scope="module")
+def host(host_config: dict[str, str]) -> Iterator[ProviderHost]:
+    """The provider host, configured from the stack config only (its environment has no PREFECT_API_*)."""
+    with ProviderHost(env=host_env()) as provider_host:
+        provider_host.configure(host_config)
+        yield provider_host
+
+
+@pytest.fixture(scope="module")
+def pools(host: ProviderHost) -> BoundResource:
+    return host.resource(WorkPoolProvider(), "prefect:WorkPool")
+
+
+@pytest.fixture
+def api(prefect_server: PrefectServer) -> Iterator[httpx.Client]:
+    """Direct REST access, bypassing the proxy: out-of-band edits and ground truth."""
+    with httpx.Client(base_url=prefect_server.api_url, timeout=10) as client:
+        yield client

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -22,7 +21,7 @@ from infra.prefect import Deployment, DeploymentProvider
 from infra.prefect.job_templates import default_base_job_template
 from tests.support.fault_proxy import FaultProxy
 from tests.support.prefect_server import PrefectServer
-from tests.support.provider_host import BoundResource, ProviderCallError, ProviderHost, host_env
+from tests.support.provider_host import BoundResource, ProviderCallError, ProviderHost
 
 SCHEMA = {
     "title": "Parameters",
@@ -35,28 +34,12 @@ SCHEMA = {
 }
 
 
-@pytest.fixture(scope="module")
-def proxy(prefect_server: PrefectServer) -> Iterator[FaultProxy]:
-    with FaultProxy(prefect_server.api_url) as recording_proxy:
-        yield recording_proxy
-
-
-@pytest.fixture(scope="module")
-def host(proxy: FaultProxy) -> Iterator[ProviderHost]:
-    with ProviderHost(env=host_env()) as provider_host:
-        provider_host.configure({"prefect:apiUrl": proxy.api_url})
-        yield provider_host
+# `proxy`, `host` and `api` are tests/conftest.py's.
 
 
 @pytest.fixture(scope="module")
 def deployments(host: ProviderHost) -> BoundResource:
     return host.resource(DeploymentProvider(), "prefect:Deployment")
-
-
-@pytest.fixture
-def api(prefect_server: PrefectServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=prefect_server.api_url, timeout=10) as client:
-        yield client
 
 
 @pytest.fixture(scope="module")

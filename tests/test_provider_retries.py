@@ -21,7 +21,7 @@ from infra.prefect import (
 )
 from infra.prefect.client import RetryPolicy
 from tests.support.fault_proxy import Fault, FaultProxy
-from tests.support.prefect_server import PrefectServer, free_port
+from tests.support.prefect_server import free_port
 from tests.support.provider_host import BoundResource, ProviderCallError, ProviderHost, host_env
 
 TIGHT_BUDGET = {
@@ -31,28 +31,13 @@ TIGHT_BUDGET = {
 }
 
 
-@pytest.fixture(scope="module")
-def proxy(prefect_server: PrefectServer) -> Iterator[FaultProxy]:
-    with FaultProxy(prefect_server.api_url) as fault_proxy:
-        yield fault_proxy
+# `proxy`, `host` and `pools` (the default retry budget) are tests/conftest.py's.
 
 
 @pytest.fixture(autouse=True)
 def clean_proxy(proxy: FaultProxy) -> None:
     proxy.clear_faults()
     proxy.clear_requests()
-
-
-@pytest.fixture(scope="module")
-def host(proxy: FaultProxy) -> Iterator[ProviderHost]:
-    with ProviderHost(env=host_env()) as provider_host:
-        provider_host.configure({"prefect:apiUrl": proxy.api_url})
-        yield provider_host
-
-
-@pytest.fixture(scope="module")
-def pools(host: ProviderHost) -> BoundResource:
-    return host.resource(WorkPoolProvider(), "prefect:WorkPool")
 
 
 @pytest.fixture(scope="module")

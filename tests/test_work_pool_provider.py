@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -19,40 +18,19 @@ from infra.prefect import WorkPool, WorkPoolProvider
 from infra.prefect.job_templates import default_base_job_template
 from infra.prefect.props import same
 from tests.support.fault_proxy import FaultProxy
-from tests.support.prefect_server import PrefectServer
 from tests.support.provider_host import (
     BoundResource,
     ProviderCallError,
-    ProviderHost,
-    host_env,
     provider_property,
 )
 
-
-@pytest.fixture(scope="module")
-def proxy(prefect_server: PrefectServer) -> Iterator[FaultProxy]:
-    with FaultProxy(prefect_server.api_url) as recording_proxy:
-        yield recording_proxy
+# `proxy`, `host`, `pools` and `api` are tests/conftest.py's; the host gets more of the stack config here.
 
 
 @pytest.fixture(scope="module")
-def host(proxy: FaultProxy) -> Iterator[ProviderHost]:
-    with ProviderHost(env=host_env()) as provider_host:
-        # The whole stack config, as the engine sends it: other namespaces included.
-        provider_host.configure({"prefect:apiUrl": proxy.api_url, "suggest-activity:cron": "0 9 * * *"})
-        yield provider_host
-
-
-@pytest.fixture(scope="module")
-def pools(host: ProviderHost) -> BoundResource:
-    return host.resource(WorkPoolProvider(), "prefect:WorkPool")
-
-
-@pytest.fixture
-def api(prefect_server: PrefectServer) -> Iterator[httpx.Client]:
-    """Direct REST access, bypassing the proxy: out-of-band edits and ground truth."""
-    with httpx.Client(base_url=prefect_server.api_url, timeout=10) as client:
-        yield client
+def host_config(proxy: FaultProxy) -> dict[str, str]:
+    """The whole stack config, as the engine sends it: other namespaces included."""
+    return {"prefect:apiUrl": proxy.api_url, "suggest-activity:cron": "0 9 * * *"}
 
 
 def unique(prefix: str = "pool") -> str:
