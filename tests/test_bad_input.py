@@ -40,6 +40,7 @@ import pytest
 from infra.config import StackConfigError, flow_parameter_schema
 from infra.flow_deployment import ENTRYPOINT, FLOW_NAME, PULL_STEPS
 from infra.prefect import DeploymentProvider, RetryPolicy, WorkPoolProvider
+from tests.support.auth_server import basic_auth_server
 from tests.support.docker_env import (
     PushError,
     RegistrySettings,
@@ -270,14 +271,8 @@ def copy_project(destination: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
-    server = PrefectServer(
-        home=tmp_path_factory.mktemp("bad-input-auth-server"),
-        extra_env={"PREFECT_SERVER_API_AUTH_STRING": AUTH_STRING},
-    ).start()
-    try:
+    with basic_auth_server(tmp_path_factory.mktemp("bad-input-auth-server"), AUTH_STRING) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from infra.prefect import DeploymentProvider, WorkPoolProvider
+from tests.support.auth_server import basic_auth_server
 from tests.support.fault_proxy import FaultProxy
 from tests.support.prefect_server import PrefectServer
 from tests.support.provider_host import (
@@ -35,14 +36,8 @@ WORKSPACE = "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d"
 
 @pytest.fixture(scope="module")
 def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
-    server = PrefectServer(
-        home=tmp_path_factory.mktemp("prefect-auth-server"),
-        extra_env={"PREFECT_SERVER_API_AUTH_STRING": AUTH},
-    ).start()
-    try:
+    with basic_auth_server(tmp_path_factory.mktemp("prefect-auth-server"), AUTH) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @contextmanager

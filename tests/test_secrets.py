@@ -44,6 +44,7 @@ from infra.config import flow_parameter_schema
 from infra.flow_deployment import ENTRYPOINT, FLOW_NAME, PULL_STEPS
 from infra.prefect import DeploymentProvider, WorkPoolProvider
 from infra.worker import DOCKER_SOCKET, docker_socket_group
+from tests.support.auth_server import basic_auth_server
 from tests.support.docker_env import RegistrySettings, require_docker, require_registry
 from tests.support.fake_bored_api import FakeBoredApi
 from tests.support.fault_proxy import Fault, FaultProxy
@@ -171,14 +172,8 @@ def registry() -> RegistrySettings:
 
 @pytest.fixture(scope="module")
 def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
-    server = PrefectServer(
-        home=tmp_path_factory.mktemp("secrets-auth-server"),
-        extra_env={"PREFECT_SERVER_API_AUTH_STRING": AUTH_STRING},
-    ).start()
-    try:
+    with basic_auth_server(tmp_path_factory.mktemp("secrets-auth-server"), AUTH_STRING) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
