@@ -426,42 +426,58 @@ def cloud_url(proxy: FaultProxy) -> str:
     return f"{proxy.base_url}/api/accounts/{ACCOUNT}/workspaces/{WORKSPACE}"
 
 
+def auth_string_request(
+    id_: str, auth_string: str, name: str, names: tuple[str, ...], **kind: bool
+) -> FailingRequest:
+    """A request through the proxy with `prefect:authString`: it carries `Basic base64(user:pass)`."""
+    return FailingRequest(
+        id_,
+        lambda proxy: {"prefect:apiUrl": proxy.api_url, "prefect:authString": auth_string},
+        names,
+        f"Basic {_b64(auth_string)}",
+        (Credential(name, auth_string),),
+        **kind,
+    )
+
+
+def wrong_api_key_request(
+    id_: str, api_url: Callable[[FaultProxy], str], names: tuple[str, ...]
+) -> FailingRequest:
+    """A request to `api_url(proxy)` with a wrong `prefect:apiKey`: it carries `Bearer <key>`."""
+    return FailingRequest(
+        id_,
+        lambda proxy: {"prefect:apiUrl": api_url(proxy), "prefect:apiKey": WRONG_API_KEY},
+        names,
+        f"Bearer {WRONG_API_KEY}",
+        (Credential("API key", WRONG_API_KEY),),
+    )
+
+
 FAILING_REQUESTS = [
-    FailingRequest(
+    auth_string_request(
         "wrong-auth-string",
-        lambda proxy: {"prefect:apiUrl": proxy.api_url, "prefect:authString": WRONG_AUTH_STRING},
+        WRONG_AUTH_STRING,
+        "wrong auth string",
         ("401 Unauthorized", "prefect:authString"),
-        f"Basic {_b64(WRONG_AUTH_STRING)}",
-        (Credential("wrong auth string", WRONG_AUTH_STRING),),
     ),
-    FailingRequest(
+    wrong_api_key_request(
         "bearer-key-on-a-basic-auth-server",
-        lambda proxy: {"prefect:apiUrl": proxy.api_url, "prefect:apiKey": WRONG_API_KEY},
+        lambda proxy: proxy.api_url,
         ("401 Unauthorized", "prefect:authString"),
-        f"Bearer {WRONG_API_KEY}",
-        (Credential("API key", WRONG_API_KEY),),
     ),
-    FailingRequest(
-        "wrong-cloud-api-key",
-        lambda proxy: {"prefect:apiUrl": cloud_url(proxy), "prefect:apiKey": WRONG_API_KEY},
-        ("401 Unauthorized", "prefect:apiKey"),
-        f"Bearer {WRONG_API_KEY}",
-        (Credential("API key", WRONG_API_KEY),),
-    ),
-    FailingRequest(
+    wrong_api_key_request("wrong-cloud-api-key", cloud_url, ("401 Unauthorized", "prefect:apiKey")),
+    auth_string_request(
         "server-unavailable",
-        lambda proxy: {"prefect:apiUrl": proxy.api_url, "prefect:authString": AUTH_STRING},
+        AUTH_STRING,
+        "auth string",
         ("503 Service Unavailable", "Gave up after", "prefect:apiUrl"),
-        f"Basic {_b64(AUTH_STRING)}",
-        (Credential("auth string", AUTH_STRING),),
         unavailable=True,
     ),
-    FailingRequest(
+    auth_string_request(
         "deployment-on-a-missing-pool",
-        lambda proxy: {"prefect:apiUrl": proxy.api_url, "prefect:authString": AUTH_STRING},
+        AUTH_STRING,
+        "auth string",
         ("work_pool_name 'sec-missing-pool' does not exist", "create the work pool first"),
-        f"Basic {_b64(AUTH_STRING)}",
-        (Credential("auth string", AUTH_STRING),),
         deployment=True,
     ),
     FailingRequest(
