@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -232,42 +232,44 @@ def registry() -> RegistrySettings:
     return require_registry()
 
 
+@pytest.fixture
 def pushing_docker_pool_engine(
-    project_dir: Path,
-    docker_client: docker.DockerClient,
-    config: dict[str, str],
-    registry: RegistrySettings,
-    password: str,
-) -> LocalEngine:
-    config = {
-        **config,
-        "image:registry": f"{registry.server}/e2e",
-        "image:push": "true",
-        "image:username": registry.username,
-        "image:password": password,
-        "suggest-activity:poolType": "docker",
-    }
-    return LocalEngine(
-        project_dir=project_dir,
-        stack="e2edocker",
-        config=config,
-        secret_keys=["image:password"],
-        docker_client=docker_client,
-    )
-
-
-def test_push_with_a_wrong_password_fails_clearly_and_leaves_nothing(
     tmp_path: Path,
     docker_client: docker.DockerClient,
     prefect_server: PrefectServer,
     recording_proxy: FaultProxy,
     bored_api: FakeBoredApi,
     registry: RegistrySettings,
+) -> Callable[[str, str], LocalEngine]:
+    """Makes the engine of stack `e2edocker` on a copy of the project in tmp_path/p: a docker pool named
+    `pool_name`, its image pushed to the loopback registry with `password`."""
+
+    def engine(pool_name: str, password: str) -> LocalEngine:
+        config = {
+            **stack_config(prefect_server, recording_proxy, bored_api, pool_name),
+            "image:registry": f"{registry.server}/e2e",
+            "image:push": "true",
+            "image:username": registry.username,
+            "image:password": password,
+            "suggest-activity:poolType": "docker",
+        }
+        return LocalEngine(
+            project_dir=copy_project(tmp_path / "p"),
+            stack="e2edocker",
+            config=config,
+            secret_keys=["image:password"],
+            docker_client=docker_client,
+        )
+
+    return engine
+
+
+def test_push_with_a_wrong_password_fails_clearly_and_leaves_nothing(
+    pushing_docker_pool_engine: Callable[[str, str], LocalEngine],
+    docker_client: docker.DockerClient,
+    prefect_server: PrefectServer,
 ) -> None:
-    config = stack_config(prefect_server, recording_proxy, bored_api, "e2e-wrong-password")
-    engine = pushing_docker_pool_engine(
-        copy_project(tmp_path / "p"), docker_client, config, registry, "wrong"
-    )
+    engine = pushing_docker_pool_engine("e2e-wrong-password", "wrong")
     with pytest.raises(Exception) as error:
         engine.up()
     message = str(error.value)
@@ -280,18 +282,14 @@ def test_push_with_a_wrong_password_fails_clearly_and_leaves_nothing(
 
 
 def test_docker_pool_runs_each_flow_in_a_container_from_the_pushed_image(
-    tmp_path: Path,
+    pushing_docker_pool_engine: Callable[[str, str], LocalEngine],
     docker_client: docker.DockerClient,
     prefect_server: PrefectServer,
-    recording_proxy: FaultProxy,
     bored_api: FakeBoredApi,
     registry: RegistrySettings,
 ) -> None:
-    config = stack_config(prefect_server, recording_proxy, bored_api, "e2e-docker")
-    engine = pushing_docker_pool_engine(
-        copy_project(tmp_path / "p"), docker_client, config, registry, registry.password
-    )
-    state = StackState(engine, PrefectApi(prefect_server.api_url), tmp_path / "p")
+    engine = pushing_docker_pool_engine("e2e-docker", registry.password)
+    state = StackState(engine, PrefectApi(prefect_server.api_url), engine.project_dir)
     try:
         state.record = engine.up()
         image = state.one(IMAGE)
