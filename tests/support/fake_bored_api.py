@@ -32,17 +32,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-ACTIVITY_TYPES = (
-    "education",
-    "recreational",
-    "social",
-    "charity",
-    "cooking",
-    "relaxation",
-    "busywork",
-    "diy",
-    "music",
-)
+from flows.bored_api import ACTIVITY_TYPES  # the dataset's types: the fake serves all of them
+
 MIRROR_NO_MATCH = {"error": "No activities found with the specified filters"}
 ORIGINAL_NO_MATCH = {"error": "No activity found with the specified parameters"}
 SPA_PAGE = "<!DOCTYPE html><html><head><title>Bored API</title></head><body><div id=app></div></body></html>"
