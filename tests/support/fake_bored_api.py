@@ -26,13 +26,13 @@ from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from flows.bored_api import ACTIVITY_TYPES  # the dataset's types: the fake serves all of them
+from tests.support.background_http import BackgroundHttpServer
 
 MIRROR_NO_MATCH = {"error": "No activities found with the specified filters"}
 ORIGINAL_NO_MATCH = {"error": "No activity found with the specified parameters"}
@@ -92,7 +92,10 @@ class RecordedRequest:
     at: float = field(default_factory=time.monotonic)
 
 
-class FakeBoredApi:
+class FakeBoredApi(BackgroundHttpServer):
+    thread_name = "fake-bored-api"
+    poll_seconds = 0.05
+
     def __init__(
         self,
         host: str = "127.0.0.1",
@@ -101,6 +104,7 @@ class FakeBoredApi:
         no_match: Literal["error", "empty"] = "error",
         spa_fallback: bool = True,
     ) -> None:
+        super().__init__()
         self.host = host
         # Read per request, so a test may change them while the server runs.
         self.shape: Shape = shape
@@ -114,39 +118,11 @@ class FakeBoredApi:
         self._faults: deque[Fault] = deque()
         self._counter = itertools.count(1)
         self._lock = threading.Lock()
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
-    # --- lifecycle -------------------------------------------------------------------------------------
+    # --- lifecycle (start, stop, `with`, port: BackgroundHttpServer's) ----------------------------------
 
-    def start(self) -> FakeBoredApi:
-        handler = type("Handler", (_Handler,), {"api": self})
-        self._httpd = ThreadingHTTPServer((self.host, 0), handler)
-        self._httpd.daemon_threads = True  # a stalled answer must not block stop()
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, args=(0.05,), name="fake-bored-api", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-
-    def __enter__(self) -> FakeBoredApi:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        assert self._httpd is not None, "server not started"
-        return int(self._httpd.server_address[1])
+    def make_server(self) -> ThreadingHTTPServer:
+        return ThreadingHTTPServer((self.host, 0), type("Handler", (_Handler,), {"api": self}))
 
     @property
     def url(self) -> str:

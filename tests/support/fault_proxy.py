@@ -24,9 +24,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
+
+from tests.support.background_http import BackgroundHttpServer
 
 HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
@@ -75,10 +76,13 @@ class RecordedRequest:
         return self.method in WRITE_METHODS and not self.path.rstrip("/").endswith("/filter")
 
 
-class FaultProxy:
+class FaultProxy(BackgroundHttpServer):
     """Listens on 127.0.0.1:<free port>; forwards to the scheme/host/port of `upstream_url`, keeping paths."""
 
+    thread_name = "fault-proxy"
+
     def __init__(self, upstream_url: str, *, port: int = 0, upstream_timeout: float = 60.0) -> None:
+        super().__init__()
         parts = urlsplit(upstream_url)
         if parts.scheme != "http" or not parts.hostname:
             raise ValueError(f"upstream must be an http:// URL: {upstream_url!r}")
@@ -91,42 +95,15 @@ class FaultProxy:
         self._requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
-    # -- lifecycle ---------------------------------------------------------------------------------
+    # -- lifecycle (start, `with`, port: BackgroundHttpServer's) --------------------------------------
 
-    def start(self) -> FaultProxy:
-        handler = _make_handler(self)
-        self._server = _QuietServer(("127.0.0.1", self._port), handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fault-proxy", daemon=True)
-        self._thread.start()
-        return self
+    def make_server(self) -> ThreadingHTTPServer:
+        return _QuietServer(("127.0.0.1", self._port), _make_handler(self))
 
     def stop(self) -> None:
         self._stopping.set()  # releases stalled requests
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
-
-    def __enter__(self) -> FaultProxy:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("proxy is not running")
-        return int(self._server.server_address[1])
+        super().stop()
 
     @property
     def base_url(self) -> str:
