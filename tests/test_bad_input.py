@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import gc
 import secrets
 import shutil
 import time
@@ -377,11 +376,6 @@ def apply_row(env: BadInputEnv, row: Row, stack: str) -> Outcome:
                 record = engine.up()
             except Exception as error:
                 return Outcome(error, getattr(error, "record", None), [])
-            finally:
-                # The failed program leaves asyncio futures whose finalizers log "exception never retrieved".
-                # Collect them now: run later, inside pytest's ast.parse of a failure's source, they make
-                # CPython 3.11 raise "SystemError: AST constructor recursion depth mismatch".
-                gc.collect()
             return Outcome(None, record, [])
         # What the engine does for one resource: check (stop on failures), then create.
         typ, overrides = row.resource

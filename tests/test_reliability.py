@@ -12,9 +12,7 @@ The server restart comes late: other modules share the server, and it is healthy
 
 from __future__ import annotations
 
-import gc
 import http.client
-import logging
 import os
 import signal
 import socket
@@ -40,7 +38,6 @@ from tests.support.fault_proxy import Fault as ApiFault
 from tests.support.fault_proxy import FaultProxy
 from tests.support.local_engine import CONTAINER, DYNAMIC_PREFIX, Drift, LocalEngine, StackRecord
 from tests.support.prefect_server import PrefectServer
-from tests.support.provider_host import ProviderCallError
 from tests.support.stack_checks import (
     PatientPrefectApi,
     PrefectApi,
@@ -100,28 +97,6 @@ def proxy(prefect_server: PrefectServer) -> Iterator[FaultProxy]:
     """Between the providers and the server: faults are injected here, and every request is recorded."""
     with FaultProxy(prefect_server.api_url) as fault_proxy:
         yield fault_proxy
-
-
-class _FailedRegistrations(logging.Filter):
-    """Drops asyncio's "Future exception was never retrieved" for the registrations of an `up` that failed on
-    purpose: the Pulumi mock runtime leaves one future per resource, each logged with a full traceback when it
-    is collected, hundreds of lines that say nothing the test has not already checked."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        error = record.exc_info[1] if record.exc_info else None
-        unretrieved = record.getMessage().startswith("Future exception was never retrieved")
-        return not (unretrieved and isinstance(error, ProviderCallError))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def quiet_failed_ups() -> Iterator[None]:
-    quiet = _FailedRegistrations()
-    logging.getLogger("asyncio").addFilter(quiet)
-    try:
-        yield
-    finally:
-        gc.collect()  # collect the failed ups' futures while the filter is still there
-        logging.getLogger("asyncio").removeFilter(quiet)
 
 
 @pytest.fixture(autouse=True)

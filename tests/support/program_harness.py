@@ -7,7 +7,9 @@ returns the resource's id and outputs. By default they are plausible fakes (unit
 
 from __future__ import annotations
 
+import gc
 import hashlib
+import logging
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -115,8 +117,35 @@ def run_program(
         stack_outputs = pulumi.runtime.settings.get_root_resource().outputs  # type: ignore[union-attr]
         return pulumi.Output.from_input(stack_outputs).apply(exports.update)
 
-    program()
+    try:
+        program()
+    except BaseException:
+        _drop_abandoned_registrations()
+        raise
     return ProgramRun(mocks.registrations, exports)
+
+
+class _Unretrieved(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Future exception was never retrieved")
+
+
+def _drop_abandoned_registrations() -> None:
+    """A failed program leaves one failed future per pending registration, held by the SDK's settings until the
+    next run. Collected at some later moment, each logs "exception was never retrieved" with a long traceback,
+    and inside pytest's formatting of a failure that logging crashes CPython 3.11.7 ("AST constructor recursion
+    depth mismatch"). The failure itself is raised to the caller: drop and collect the leftovers now, quietly."""
+    from pulumi.runtime.settings import SETTINGS
+
+    quiet = _Unretrieved()
+    logger = logging.getLogger("asyncio")
+    logger.addFilter(quiet)
+    try:
+        SETTINGS.rpc_manager.clear()
+        SETTINGS.outputs.clear()
+        gc.collect()
+    finally:
+        logger.removeFilter(quiet)
 
 
 def dev_stack_config() -> dict[str, str]:
