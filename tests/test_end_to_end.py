@@ -276,9 +276,13 @@ def test_push_with_a_wrong_password_fails_clearly_and_leaves_nothing(
     assert "localhost:5000/e2e/suggest-activity" in message
     assert "unauthorized" in message.lower() or "authentication required" in message.lower()
     assert "wrong" not in message  # the password is not echoed
-    engine.destroy(error.value.record)  # type: ignore[attr-defined]
+    # Nothing was created (the built image stays local, unrecorded: its push failed): the pool waits for the
+    # push, everything else for the pool.
+    record = error.value.record  # type: ignore[attr-defined]
+    assert record.resources == []
     assert stack_containers(docker_client, "e2edocker") == []
     assert PrefectApi(prefect_server.api_url).get("/work_pools/e2e-wrong-password").status_code == 404
+    engine.destroy(record)
 
 
 def test_docker_pool_runs_each_flow_in_a_container_from_the_pushed_image(
