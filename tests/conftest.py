@@ -8,6 +8,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import docker
 import httpx
 import pytest
 
@@ -15,6 +16,8 @@ import pytest
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="suggest-activity-client-"))
 
 from infra.prefect import WorkPoolProvider
+from tests.support.docker_env import require_docker
+from tests.support.fake_bored_api import FakeBoredApi
 from tests.support.fault_proxy import FaultProxy
 from tests.support.prefect_server import PrefectServer
 from tests.support.provider_host import BoundResource, ProviderHost, host_env
@@ -77,3 +80,19 @@ def api(prefect_server: PrefectServer) -> Iterator[httpx.Client]:
     """Direct REST access, bypassing the proxy: out-of-band edits and ground truth."""
     with httpx.Client(base_url=prefect_server.api_url, timeout=10) as client:
         yield client
+
+
+# --- the stack's surroundings, for the tests that apply the program for real -----------------------------
+
+
+@pytest.fixture(scope="module")
+def docker_client() -> docker.DockerClient:
+    """The Docker engine; skips (or fails under REQUIRE_DOCKER=1) when there is none."""
+    return require_docker(base_image="python:3.12-slim")
+
+
+@pytest.fixture(scope="module")
+def bored_api() -> Iterator[FakeBoredApi]:
+    """A fake Bored API on all interfaces: flows run in containers and reach it via host.docker.internal."""
+    with FakeBoredApi(host="0.0.0.0") as api:
+        yield api

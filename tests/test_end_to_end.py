@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 import docker
 import pytest
 
-from tests.support.docker_env import RegistrySettings, require_docker, require_registry
+from tests.support.docker_env import RegistrySettings, require_registry
 from tests.support.fake_bored_api import FakeBoredApi
 from tests.support.fault_proxy import FaultProxy
 from tests.support.local_engine import DYNAMIC_PREFIX, IMAGE, LocalEngine, StackRecord
@@ -42,18 +42,6 @@ def copy_project(destination: Path) -> Path:
     ignore = shutil.ignore_patterns(".venv", ".git", ".*cache", "__pycache__", ".pulumi", "benchmarks")
     shutil.copytree(REPO_ROOT, destination, ignore=ignore)
     return destination
-
-
-@pytest.fixture(scope="module")
-def docker_client() -> docker.DockerClient:
-    return require_docker(base_image="python:3.12-slim")
-
-
-@pytest.fixture(scope="module")
-def bored_api() -> Iterator[FakeBoredApi]:
-    """Listens on all interfaces: the flow runs inside containers and reaches it via host.docker.internal."""
-    with FakeBoredApi(host="0.0.0.0") as api:
-        yield api
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,12 +27,6 @@ pytestmark = [
         "tests/test_end_to_end.py covers the same journey with the local engine",
     ),
 ]
-
-
-@pytest.fixture
-def bored_api() -> Iterator[FakeBoredApi]:
-    with FakeBoredApi(host="0.0.0.0") as api:
-        yield api
 
 
 def test_up_run_noop_destroy_with_the_pulumi_cli(

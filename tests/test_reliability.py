@@ -32,7 +32,6 @@ import docker
 import pytest
 
 from flows.suggest_activity import ARTIFACT_KEY, FLOW_TIMEOUT_SECONDS
-from tests.support.docker_env import require_docker
 from tests.support.fake_bored_api import FakeBoredApi, Fault
 from tests.support.fault_proxy import Fault as ApiFault
 from tests.support.fault_proxy import FaultProxy
@@ -73,18 +72,6 @@ TIGHT_BUDGET = {
 
 
 # --- fixtures -------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def docker_client() -> docker.DockerClient:
-    return require_docker(base_image="python:3.12-slim")
-
-
-@pytest.fixture(scope="module")
-def bored_api() -> Iterator[FakeBoredApi]:
-    """The API the deployment's own parameters point at (flows in containers reach it via the host gateway)."""
-    with FakeBoredApi(host="0.0.0.0") as api:
-        yield api
 
 
 @pytest.fixture(scope="module")

@@ -45,7 +45,7 @@ from infra.flow_deployment import ENTRYPOINT, FLOW_NAME, PULL_STEPS
 from infra.prefect import DeploymentProvider, WorkPoolProvider
 from infra.worker import DOCKER_SOCKET, docker_socket_group
 from tests.support.auth_server import basic_auth_server
-from tests.support.docker_env import RegistrySettings, require_docker, require_registry
+from tests.support.docker_env import RegistrySettings, require_registry
 from tests.support.fake_bored_api import FakeBoredApi
 from tests.support.fault_proxy import Fault, FaultProxy
 from tests.support.local_engine import CONTAINER, DYNAMIC_PREFIX, IMAGE, LocalEngine, StackRecord
@@ -161,11 +161,6 @@ def authed_api(server: PrefectServer, auth_string: str | None) -> PrefectApi:
 
 
 @pytest.fixture(scope="module")
-def docker_client() -> docker.DockerClient:
-    return require_docker(base_image="python:3.12-slim")
-
-
-@pytest.fixture(scope="module")
 def registry() -> RegistrySettings:
     return require_registry()
 
@@ -179,12 +174,6 @@ def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectSer
 @pytest.fixture(scope="module")
 def project_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return copy_project(tmp_path_factory.mktemp("secrets") / "suggest-activity")
-
-
-@pytest.fixture(scope="module")
-def bored_api() -> Iterator[FakeBoredApi]:
-    with FakeBoredApi(host="0.0.0.0") as api:  # the flow run's container reaches it via host.docker.internal
-        yield api
 
 
 def apply(stack: AppliedStack) -> None:
