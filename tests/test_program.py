@@ -25,7 +25,7 @@ CONTAINER = "docker:index/container:Container"
 WORK_POOL = "pulumi-python:dynamic/prefect:WorkPool"
 DEPLOYMENT = "pulumi-python:dynamic/prefect:Deployment"
 
-API_KEY = "pnu_FAKEKEYfortests0123456789abcdef"
+API_KEY = "pnu_fake-key-for-tests-0123456789"
 REGISTRY_PASSWORD = "registry-password-for-tests-7f3a"
 AUTH_STRING = "admin:auth-string-for-tests-91c2"
 CLOUD_URL = (
