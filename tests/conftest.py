@@ -19,7 +19,7 @@ from infra.prefect import WorkPoolProvider
 from tests.support.docker_env import require_docker
 from tests.support.fake_bored_api import FakeBoredApi
 from tests.support.fault_proxy import FaultProxy
-from tests.support.prefect_server import PrefectServer
+from tests.support.prefect_server import PatientTransport, PrefectServer
 from tests.support.provider_host import BoundResource, ProviderHost, host_env
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -78,7 +78,7 @@ def pools(host: ProviderHost) -> BoundResource:
 @pytest.fixture
 def api(prefect_server: PrefectServer) -> Iterator[httpx.Client]:
     """Direct REST access, bypassing the proxy: out-of-band edits and ground truth."""
-    with httpx.Client(base_url=prefect_server.api_url, timeout=10) as client:
+    with httpx.Client(base_url=prefect_server.api_url, timeout=10, transport=PatientTransport()) as client:
         yield client
 
 

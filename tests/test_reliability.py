@@ -38,7 +38,6 @@ from tests.support.fault_proxy import FaultProxy
 from tests.support.local_engine import CONTAINER, DYNAMIC_PREFIX, Drift, LocalEngine, StackRecord
 from tests.support.prefect_server import PrefectServer
 from tests.support.stack_checks import (
-    PatientPrefectApi,
     PrefectApi,
     deployments_in_pool,
     deployments_named,
@@ -75,8 +74,8 @@ TIGHT_BUDGET = {
 
 
 @pytest.fixture(scope="module")
-def api(prefect_server: PrefectServer) -> PatientPrefectApi:
-    return PatientPrefectApi(prefect_server.api_url)
+def api(prefect_server: PrefectServer) -> PrefectApi:
+    return PrefectApi(prefect_server.api_url)
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +104,7 @@ def rel(
     prefect_server: PrefectServer,
     proxy: FaultProxy,
     bored_api: FakeBoredApi,
-    api: PatientPrefectApi,
+    api: PrefectApi,
 ) -> Iterator[StackState]:
     """The shared stack, up once; destroyed at the end whatever the tests left."""
     project_dir = copy_project(tmp_path_factory.mktemp("rel") / "suggest-activity")
@@ -160,7 +159,7 @@ def relup(
     prefect_server: PrefectServer,
     proxy: FaultProxy,
     bored_api: FakeBoredApi,
-    api: PatientPrefectApi,
+    api: PrefectApi,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[UpStack]:
     """A fresh `relup` stack for one test, its providers on a tight retry budget; destroyed afterwards, then
@@ -222,9 +221,9 @@ def real(drifts: list[Drift]) -> list[Drift]:
     return [d for d in drifts if d.gone or set(d.changed) - VOLATILE_OUTPUTS]
 
 
-def ui_of(state: StackState) -> PatientPrefectApi:
+def ui_of(state: StackState) -> PrefectApi:
     """Someone working in the Prefect UI: straight to the server, not through Pulumi or its proxy."""
-    assert isinstance(state.api, PatientPrefectApi)
+    assert isinstance(state.api, PrefectApi)
     return state.api
 
 
@@ -318,7 +317,7 @@ class ResponseLosingProxy:
 
 
 def test_up_rides_out_503_and_429_bursts_resets_and_a_stall_then_a_rerun_changes_nothing(
-    relup: UpStack, proxy: FaultProxy, api: PatientPrefectApi, docker_client: docker.DockerClient
+    relup: UpStack, proxy: FaultProxy, api: PrefectApi, docker_client: docker.DockerClient
 ) -> None:
     # A fault on each kind of call `up` makes; every one of them is retryable within the budget.
     proxy.inject(ApiFault.UNAVAILABLE, count=2, methods=["POST"], path_contains="/work_pools/")
@@ -345,7 +344,7 @@ def test_up_rides_out_503_and_429_bursts_resets_and_a_stall_then_a_rerun_changes
 
 
 def test_up_against_a_failing_api_stops_with_a_clear_error_and_a_rerun_converges(
-    relup: UpStack, proxy: FaultProxy, api: PatientPrefectApi, docker_client: docker.DockerClient
+    relup: UpStack, proxy: FaultProxy, api: PrefectApi, docker_client: docker.DockerClient
 ) -> None:
     # The API answers 503 to everything for longer than the budget: a clear error, within the budget.
     proxy.inject(ApiFault.UNAVAILABLE, count=None)
@@ -375,7 +374,7 @@ def test_up_against_a_failing_api_stops_with_a_clear_error_and_a_rerun_converges
 
 
 def test_failure_halfway_is_recorded_and_the_next_up_finishes_the_job(
-    relup: UpStack, proxy: FaultProxy, api: PatientPrefectApi, docker_client: docker.DockerClient
+    relup: UpStack, proxy: FaultProxy, api: PrefectApi, docker_client: docker.DockerClient
 ) -> None:
     # The deployment's create fails for longer than its budget, after the pool (and the worker) exist.
     proxy.inject(ApiFault.UNAVAILABLE, count=None, methods=["POST"], path_contains="/api/deployments/")
@@ -400,7 +399,7 @@ def test_failure_halfway_is_recorded_and_the_next_up_finishes_the_job(
 
 
 def test_a_deployment_create_whose_follow_up_read_fails_is_still_recorded(
-    relup: UpStack, proxy: FaultProxy, api: PatientPrefectApi, docker_client: docker.DockerClient
+    relup: UpStack, proxy: FaultProxy, api: PrefectApi, docker_client: docker.DockerClient
 ) -> None:
     # POST /deployments/ succeeds; the scheduled-runs query behind next_run_time keeps failing. The create
     # must not fail after its write (the deployment would exist unrecorded): next_run_time falls back to
@@ -420,7 +419,7 @@ def test_a_deployment_create_whose_follow_up_read_fails_is_still_recorded(
 
 
 def test_a_pool_whose_create_response_was_lost_is_taken_over_in_the_same_up(
-    relup: UpStack, prefect_server: PrefectServer, api: PatientPrefectApi, docker_client: docker.DockerClient
+    relup: UpStack, prefect_server: PrefectServer, api: PrefectApi, docker_client: docker.DockerClient
 ) -> None:
     config = relup.engine.config
     try:

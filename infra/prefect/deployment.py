@@ -27,7 +27,7 @@ from pulumi.dynamic import (
 from . import schedules as sched
 from .client import PrefectApiError, PrefectClient, deployment_ui_url
 from .props import from_wire, is_unknown, plain_props, same
-from .provider_base import PrefectResourceProvider
+from .provider_base import PrefectResourceProvider, refreshed
 from .schedules import CronScheduleSpec
 from .validation import json_schema_problem, name_problem, values_errors, values_problems
 
@@ -207,9 +207,7 @@ class DeploymentProvider(PrefectResourceProvider):
             if current is None:
                 return ReadResult(None, {})
             outs = self._state(client, current, previous)
-        # The server's view as inputs too: the next preview then shows exactly which fields drifted.
-        inputs = {k: outs[k] for k in INPUT_KEYS if outs.get(k) is not None}
-        return ReadResult(str(current["id"]), outs, inputs)
+        return refreshed(str(current["id"]), outs, INPUT_KEYS)
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         desired = {**DEFAULTS, **plain_props(news, INPUT_KEYS)}

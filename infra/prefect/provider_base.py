@@ -9,7 +9,10 @@ possibly from several threads: it only ever reads them.
 
 from __future__ import annotations
 
-from pulumi.dynamic import ConfigureRequest, ResourceProvider
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pulumi.dynamic import ConfigureRequest, ReadResult, ResourceProvider
 
 from .client import ConnectionSettings, PrefectClient
 
@@ -28,3 +31,10 @@ class PrefectResourceProvider(ResourceProvider):
     def client(self) -> PrefectClient:
         """A new client for one operation (clients hold sockets and TLS contexts: never keep one)."""
         return PrefectClient(self.connection())
+
+
+def refreshed(resource_id: str, outs: Mapping[str, Any], input_keys: Iterable[str]) -> ReadResult:
+    """A read's result: the server's view as outputs AND as inputs, so the next preview after a refresh
+    shows exactly which fields drifted."""
+    inputs = {key: outs[key] for key in input_keys if outs.get(key) is not None}
+    return ReadResult(resource_id, dict(outs), inputs)

@@ -25,7 +25,7 @@ from pulumi.dynamic import (
 from .client import PrefectApiError, PrefectClient, work_pool_ui_url
 from .job_templates import default_base_job_template
 from .props import is_unknown, plain_props, same
-from .provider_base import PrefectResourceProvider
+from .provider_base import PrefectResourceProvider, refreshed
 from .validation import base_job_template_problem, work_pool_name_problem, work_pool_type_problem
 
 INPUT_KEYS = (
@@ -185,9 +185,7 @@ class WorkPoolProvider(PrefectResourceProvider):
             if pool is None:
                 return ReadResult(None, {})
             outs = self._outputs(client, pool, previous)
-        # Returning the server's view as inputs too makes the next preview show drift field by field.
-        inputs = {k: outs[k] for k in INPUT_KEYS if outs.get(k) is not None}
-        return ReadResult(str(pool["id"]), outs, inputs)
+        return refreshed(str(pool["id"]), outs, INPUT_KEYS)
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         old, new = plain_props(olds), plain_props(news, INPUT_KEYS)

@@ -107,3 +107,20 @@ class PrefectServer:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+
+class PatientTransport(httpx.HTTPTransport):
+    """For the tests' own direct clients: ask again, as Prefect's client does, when the server is momentarily
+    busy (a SQLite-backed server answers 503 "database is locked" while runs and workers write at once)."""
+
+    BUSY = frozenset({429, 503})
+    ATTEMPTS = 8
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        for _ in range(self.ATTEMPTS - 1):
+            response = super().handle_request(request)
+            if response.status_code not in self.BUSY:
+                return response
+            response.close()
+            time.sleep(1)
+        return super().handle_request(request)

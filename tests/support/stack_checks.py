@@ -8,6 +8,8 @@ from typing import Any
 import docker
 import httpx
 
+from tests.support.prefect_server import PatientTransport
+
 RUN_TIMEOUT_SECONDS = 240
 TERMINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
@@ -16,7 +18,7 @@ class PrefectApi:
     """A tiny direct client of the Prefect server, independent of the code under test."""
 
     def __init__(self, api_url: str) -> None:
-        self.http = httpx.Client(base_url=api_url, timeout=30)
+        self.http = httpx.Client(base_url=api_url, timeout=30, transport=PatientTransport())
 
     def get(self, path: str) -> httpx.Response:
         return self.http.get(path)
@@ -25,6 +27,12 @@ class PrefectApi:
         response = self.http.post(path, json=body)
         response.raise_for_status()
         return response.json()
+
+    def patch(self, path: str, body: dict[str, Any]) -> None:
+        self.http.patch(path, json=body).raise_for_status()
+
+    def delete(self, path: str) -> None:
+        self.http.delete(path).raise_for_status()
 
     def scheduled_runs(self, deployment_id: str) -> list[dict[str, Any]]:
         body = {
@@ -141,30 +149,3 @@ def wait_for_health(container: Any, status: str = "healthy", timeout: float = 90
         f"container {container.name} not running and {status} after {timeout}s: "
         f"{container.attrs['State'].get('Status')}, health {container.attrs['State'].get('Health', {}).get('Status')}"
     )
-
-
-class PatientPrefectApi(PrefectApi):
-    """PrefectApi that asks again, like Prefect's own client, when the server is momentarily busy: a SQLite
-    server answers 503 ("database is locked") while several runs and a worker write at once."""
-
-    BUSY = frozenset({429, 503})
-
-    def request(self, method: str, path: str, body: Any = None, attempts: int = 8) -> httpx.Response:
-        for _ in range(attempts - 1):
-            response = self.http.request(method, path, json=body)
-            if response.status_code not in self.BUSY:
-                return response
-            time.sleep(1)
-        return self.http.request(method, path, json=body)
-
-    def get(self, path: str) -> httpx.Response:
-        return self.request("GET", path)
-
-    def post(self, path: str, body: dict[str, Any]) -> Any:
-        return self.request("POST", path, body).raise_for_status().json()
-
-    def patch(self, path: str, body: dict[str, Any]) -> None:
-        self.request("PATCH", path, body).raise_for_status()
-
-    def delete(self, path: str) -> None:
-        self.request("DELETE", path).raise_for_status()
