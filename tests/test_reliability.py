@@ -334,7 +334,10 @@ def test_up_rides_out_503_and_429_bursts_resets_and_a_stall_then_a_rerun_changes
     assert len(served) == 8, served  # every injected fault was met, and ridden out
     assert_converged(api, docker_client, record)
     deployment_posts = [r for r in proxy.requests if (r.method, r.path) == ("POST", "/api/deployments/")]
-    assert [r.fault for r in deployment_posts] == [ApiFault.STALL, None]  # the stalled upsert was sent again
+    # The stalled upsert was sent again (more than once if the busy server answers slower than the tight 2 s
+    # timeout; an upsert makes that harmless, and assert_converged shows there is one deployment).
+    faults = [r.fault for r in deployment_posts]
+    assert faults[0] is ApiFault.STALL and len(faults) >= 2 and set(faults[1:]) == {None}, faults
 
     proxy.clear_requests()
     rerun = relup.up(record)
