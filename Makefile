@@ -47,10 +47,12 @@ test: ## the whole test suite (needs Docker; in CI scripts/test-services.sh star
 	uv sync --locked
 	uv run pytest
 
-lint:
+lint: ## ruff, mypy, and the GitHub Actions workflows: actionlint (with shellcheck on run: scripts) and zizmor
 	uv run ruff check .
 	uv run ruff format --check .
 	uv run mypy flows infra
+	uv run actionlint
+	uv run zizmor --offline --quiet .github
 
 test-services: ## Debian/root only: install and start dockerd, a loopback registry and the base image stand-in
 	bash scripts/test-services.sh
