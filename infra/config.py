@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -22,6 +23,7 @@ from infra.prefect import (
     timezone_problem,
     work_pool_name_problem,
 )
+from infra.prefect.validation import api_key_problem, auth_string_problem, whitespace_problem
 
 PROJECT = "suggest-activity"
 DEFAULT_BASE_IMAGE = "python:3.12-slim"
@@ -33,10 +35,30 @@ DOCKER_HOST_ALIAS = "host.docker.internal"
 CLOUD_API_PATH = re.compile(r"^/api/accounts/[0-9a-f-]{36}/workspaces/[0-9a-f-]{36}/?$")
 # What the Cloud UI shows in the address bar (app.prefect.cloud/account/<a>/workspace/<w>/...): not the API.
 CLOUD_UI_PATH = re.compile(r"/account/(?P<account>[0-9a-f-]{36})/workspace/(?P<workspace>[0-9a-f-]{36})")
-# A registry host (optional port) followed by an optional namespace path, e.g. ghcr.io/acme or localhost:5000.
-REGISTRY_PATTERN = re.compile(r"^[a-z0-9.-]+(:\d+)?(/[a-z0-9._-]+)*$")
-IMAGE_NAME_PATTERN = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*$")
 MEMORY_FLOOR_MB = 256  # below this a Prefect worker cannot even import prefect
+# Docker keeps the memory limit in bytes as an int64 and, with no swap limit given, sets the swap limit to
+# twice that: from 2**42 MB the stored swap limit wrapped negative, from 2**43 MB the daemon answered 500.
+MEMORY_CEILING_MB = (2**63 - 1) // 2 // 2**20
+# Prefect stores concurrency limits in INTEGER columns (prefect/server/database/orm_models.py, `Mapped[int]`
+# maps to sa.Integer): 32 bits on Postgres; on SQLite 2**63 answered 500 (OverflowError).
+DB_INTEGER_MAX = 2**31 - 1
+# Docker's container names (moby daemon/names/names.go `RestrictedNamePattern`). Workers are named
+# '<pool>-worker-<stack>-<n>', so the pool name has to fit it too.
+CONTAINER_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+# Docker's image reference grammar, from distribution/reference regexp.go (tag and digest spelled out in
+# ASCII as Go reads them) and reference.go (`NameTotalLengthMax`).
+_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_HOST = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[a-fA-F0-9:]+\])"
+_PATH = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+_TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
+_DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
+# A registry host (optional port) and an optional namespace path, e.g. ghcr.io/acme or localhost:5000.
+REGISTRY_PATTERN = re.compile(rf"^(?P<host>{_HOST})(?::(?P<port>[0-9]+))?(?:/{_PATH})?$")
+IMAGE_NAME_PATTERN = re.compile(rf"^{_PATH}$")
+IMAGE_REFERENCE_PATTERN = re.compile(
+    rf"^(?P<name>(?:{_HOST}(?::[0-9]+)?/)?{_PATH})(?::{_TAG})?(?:@{_DIGEST})?$"
+)
+REPOSITORY_MAX_LENGTH = 255
 
 
 class StackConfigError(pulumi.RunError):
@@ -107,6 +129,10 @@ class StackConfig:
     flow_parameters: dict[str, Any]
 
 
+# A credential's check: (value, key or variable, the command that sets it) -> a message or None.
+CredentialCheck = Callable[[str, str, str], str | None]
+
+
 class _Reader:
     """Reads raw config values and collects problems instead of stopping at the first."""
 
@@ -122,11 +148,14 @@ class _Reader:
         value = self._configs[namespace].get(name)
         return default if value is None or value.strip() == "" else value.strip()
 
-    def secret(self, key: str) -> pulumi.Output[str] | None:
+    def secret(self, key: str, problem: CredentialCheck, example: str) -> pulumi.Output[str] | None:
+        """A secret key, checked in plain text here (the message never repeats it) and kept a secret."""
         namespace, name = key.split(":", 1)
-        return self._configs[namespace].get_secret(name)
+        return _checked_secret(self, self._configs[namespace].get(name), key, problem, example)
 
-    def integer(self, key: str, default: int | None, minimum: int) -> int | None:
+    def integer(
+        self, key: str, default: int | None, minimum: int, maximum: int | None = None, why: str = ""
+    ) -> int | None:
         raw = self.text(key)
         if raw is None:
             return default
@@ -137,6 +166,12 @@ class _Reader:
             return default
         if value < minimum:
             self.problem(key, f"must be >= {minimum}, got {value}; fix: pulumi config set {key} {minimum}")
+            return default
+        if maximum is not None and value > maximum:
+            fix = default if default is not None else maximum
+            self.problem(
+                key, f"must be <= {maximum} ({why}), got {value}; fix: pulumi config set {key} {fix}"
+            )
             return default
         return value
 
@@ -173,7 +208,16 @@ def load_stack_config() -> StackConfig:
     image = _image_settings(read)
 
     pool_name = read.text(f"{PROJECT}:poolName", PROJECT) or PROJECT
-    _check(read, f"{PROJECT}:poolName", work_pool_name_problem(pool_name, f"{PROJECT}:poolName"))
+    pool_name_problem = work_pool_name_problem(pool_name, f"{PROJECT}:poolName")
+    _check(read, f"{PROJECT}:poolName", pool_name_problem)
+    if pool_name_problem is None and not CONTAINER_NAME_PATTERN.match(pool_name):
+        suggestion = re.sub(r"[^a-zA-Z0-9_.-]+", "-", pool_name).strip("-_.") or PROJECT
+        read.problem(
+            f"{PROJECT}:poolName",
+            f"{pool_name!r} cannot begin the worker containers' names ('{pool_name}-worker-<stack>-<n>'): "
+            f"Docker allows only [a-zA-Z0-9][a-zA-Z0-9_.-] in container names; "
+            f"fix: pulumi config set {PROJECT}:poolName {suggestion}",
+        )
     pool_type = read.text(f"{PROJECT}:poolType", "process") or "process"
     if pool_type not in SUPPORTED_POOL_TYPES:
         hint = (
@@ -185,7 +229,13 @@ def load_stack_config() -> StackConfig:
             f"pulumi config set {PROJECT}:poolType process",
         )
 
-    pool_concurrency_limit = read.integer(f"{PROJECT}:poolConcurrencyLimit", None, minimum=0)
+    pool_concurrency_limit = read.integer(
+        f"{PROJECT}:poolConcurrencyLimit",
+        None,
+        minimum=0,
+        maximum=DB_INTEGER_MAX,
+        why="Prefect's server keeps it in a 32-bit INTEGER column",
+    )
 
     deployment_name = read.text(f"{PROJECT}:deploymentName", "daily") or "daily"
     _check(read, f"{PROJECT}:deploymentName", name_problem(deployment_name, f"{PROJECT}:deploymentName"))
@@ -201,7 +251,14 @@ def load_stack_config() -> StackConfig:
 
     worker = WorkerSettings(
         replicas=read.integer(f"{PROJECT}:workerReplicas", 1, minimum=1) or 1,
-        memory_mb=read.integer(f"{PROJECT}:workerMemoryMb", 1024, minimum=MEMORY_FLOOR_MB) or 1024,
+        memory_mb=read.integer(
+            f"{PROJECT}:workerMemoryMb",
+            1024,
+            minimum=MEMORY_FLOOR_MB,
+            maximum=MEMORY_CEILING_MB,
+            why="Docker keeps memory and twice that for swap as 64-bit byte counts",
+        )
+        or 1024,
         poll_seconds=read.integer(f"{PROJECT}:workerPollSeconds", 5, minimum=1) or 5,
     )
     flow_parameters = read.obj(f"{PROJECT}:flowParameters")
@@ -235,21 +292,26 @@ def _check(read: _Reader, key: str, problem: str | None, example: str | None = N
     read.problems.append(message)
 
 
+API_KEY_EXAMPLE = "pulumi config set --secret prefect:apiKey <pnu_… or pnb_…>"
+AUTH_STRING_EXAMPLE = "pulumi config set --secret prefect:authString <user:pass>"
+LOCAL_API_EXAMPLE = "http://127.0.0.1:4200/api"
+
+
 def _prefect_connection(read: _Reader) -> PrefectConnection:
     api_url = read.text("prefect:apiUrl")
-    api_key = read.secret("prefect:apiKey")
-    auth_string = read.secret("prefect:authString")
+    api_key = read.secret("prefect:apiKey", api_key_problem, API_KEY_EXAMPLE)
+    auth_string = read.secret("prefect:authString", auth_string_problem, AUTH_STRING_EXAMPLE)
     # Like the providers: the variables Prefect users already have fill what the stack leaves out, and
     # credentials from the environment only go to the server the environment names.
     env_url = os.environ.get("PREFECT_API_URL", "").strip() or None
     if api_key is None and auth_string is None and (api_url is None or api_url == env_url):
-        api_key = _secret_from_env("PREFECT_API_KEY")
-        auth_string = _secret_from_env("PREFECT_API_AUTH_STRING")
+        api_key = _secret_from_env(read, "PREFECT_API_KEY", api_key_problem)
+        auth_string = _secret_from_env(read, "PREFECT_API_AUTH_STRING", auth_string_problem)
     api_url = api_url or env_url
     if api_url is None:
         read.problem(
             "prefect:apiUrl",
-            "is required; fix: pulumi config set prefect:apiUrl http://127.0.0.1:4200/api "
+            f"is required; fix: pulumi config set prefect:apiUrl {LOCAL_API_EXAMPLE} "
             "(local server) or your Prefect Cloud workspace URL (or export PREFECT_API_URL)",
         )
         return PrefectConnection("", "", api_key, auth_string)
@@ -260,16 +322,14 @@ def _prefect_connection(read: _Reader) -> PrefectConnection:
             "prefect:apiUrl",
             "contains user:pass@; a URL is stored and shown in plain text (state, outputs, logs). "
             "fix: pulumi config set prefect:apiUrl <the URL without user:pass@>, "
-            "then pulumi config set --secret prefect:authString <user:pass>",
+            f"then {AUTH_STRING_EXAMPLE}",
         )
         return PrefectConnection("", "", api_key, auth_string)
-    parts = urlsplit(api_url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        read.problem(
-            "prefect:apiUrl",
-            f"{api_url!r} is not an http(s) URL; fix: pulumi config set prefect:apiUrl http://127.0.0.1:4200/api",
-        )
+    url_problem = _url_problem("prefect:apiUrl", api_url, LOCAL_API_EXAMPLE)
+    if url_problem:
+        read.problem("prefect:apiUrl", url_problem)
         return PrefectConnection(api_url, api_url, api_key, auth_string)
+    parts = urlsplit(api_url)
     ui = CLOUD_UI_PATH.search(parts.path)
     if parts.hostname == "app.prefect.cloud" or ui:
         api = (
@@ -290,25 +350,71 @@ def _prefect_connection(read: _Reader) -> PrefectConnection:
                 "workspaces/<workspace-id>; copy it from `prefect cloud workspace ls` or the Cloud UI",
             )
         if api_key is None:
-            read.problem(
-                "prefect:apiKey",
-                "Prefect Cloud needs an API key; fix: pulumi config set --secret prefect:apiKey <pnu_… or pnb_…>",
-            )
+            read.problem("prefect:apiKey", f"Prefect Cloud needs an API key; fix: {API_KEY_EXAMPLE}")
     elif not parts.path.endswith("/api"):
         read.problem(
             "prefect:apiUrl",
             f"a self-hosted Prefect API URL ends in /api, got {api_url!r}; "
             f"fix: pulumi config set prefect:apiUrl {urlunsplit(parts._replace(path='/api'))}",
         )
-    worker_api_url = read.text("prefect:workerApiUrl") or _as_seen_from_container(api_url)
-    if _has_userinfo(worker_api_url):
+    return PrefectConnection(api_url, _worker_api_url(read, api_url), api_key, auth_string)
+
+
+def _worker_api_url(read: _Reader, api_url: str) -> str:
+    """The API as the worker container reaches it: `prefect:workerApiUrl`, or `api_url` seen from a container."""
+    key = "prefect:workerApiUrl"
+    configured = read.text(key)
+    if configured is None:
+        return _as_seen_from_container(api_url)
+    url = configured.rstrip("/")
+    if _has_userinfo(url):
         read.problem(
-            "prefect:workerApiUrl",
+            key,
             "contains user:pass@; it would be a plain-text variable of the worker container. "
-            "fix: pulumi config set prefect:workerApiUrl <the URL without user:pass@>, "
-            "then pulumi config set --secret prefect:authString <user:pass>",
+            f"fix: pulumi config set {key} <the URL without user:pass@>, then {AUTH_STRING_EXAMPLE}",
         )
-    return PrefectConnection(api_url, worker_api_url, api_key, auth_string)
+        return url
+    problem = _url_problem(key, url, _as_seen_from_container(api_url))
+    if problem is None:
+        parts = urlsplit(url)
+        if parts.hostname in LOOPBACK_HOSTS:
+            problem = (
+                f"{url!r} is a loopback address: inside the worker container that is the container itself, "
+                f"not the Prefect server; fix: pulumi config set {key} {_as_seen_from_container(url)} "
+                f"(or leave {key} unset: a loopback prefect:apiUrl is translated for the container)"
+            )
+        elif not (parts.path.endswith("/api") or CLOUD_API_PATH.match(parts.path)):
+            problem = (
+                f"a Prefect API URL ends in /api, got {url!r}; "
+                f"fix: pulumi config set {key} {urlunsplit(parts._replace(path='/api'))}"
+            )
+    if problem:
+        read.problem(key, problem)
+    return url
+
+
+def _url_problem(key: str, url: str, example: str) -> str | None:
+    """What a URL needs before it can be the base of every request path: http(s), a host, a port that
+    exists, nothing a client would mangle. (A query made every request of the providers answer 404; a port
+    out of range crashed `urlsplit(...).port`.)"""
+    if any(character.isspace() or not character.isprintable() for character in url):
+        return f"{url!r} contains spaces or control characters; fix: pulumi config set {key} {example}"
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"{url!r} is not an http(s) URL; fix: pulumi config set {key} {example}"
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port is not None and not 1 <= port <= 65535:
+        return f"{url!r} has no valid port (1-65535); fix: pulumi config set {key} {example}"
+    if "?" in url or "#" in url:
+        base = urlunsplit(parts._replace(query="", fragment=""))
+        return (
+            f"{url!r} has a ?query or #fragment; it is the base every request path is appended to "
+            f"(with a query every request answers 404 Not Found); fix: pulumi config set {key} {base}"
+        )
+    return None
 
 
 def _has_userinfo(url: str) -> bool:
@@ -316,9 +422,19 @@ def _has_userinfo(url: str) -> bool:
     return "@" in urlsplit(url if "://" in url else "//" + url).netloc
 
 
-def _secret_from_env(name: str) -> pulumi.Output[str] | None:
-    value = os.environ.get(name, "").strip()
-    return pulumi.Output.secret(value) if value else None
+def _checked_secret(
+    read: _Reader, raw: str | None, name: str, problem: CredentialCheck, example: str
+) -> pulumi.Output[str] | None:
+    if raw is None or not raw.strip():
+        return None
+    found = problem(raw, name, example)
+    if found:
+        read.problems.append(found)  # the check names the key or variable itself
+    return pulumi.Output.secret(raw)
+
+
+def _secret_from_env(read: _Reader, name: str, problem: CredentialCheck) -> pulumi.Output[str] | None:
+    return _checked_secret(read, os.environ.get(name), name, problem, f"export {name}=<value>")
 
 
 def _as_seen_from_container(api_url: str) -> str:
@@ -333,18 +449,28 @@ def _as_seen_from_container(api_url: str) -> str:
 def _image_settings(read: _Reader) -> ImageSettings:
     name = read.text("image:name", PROJECT) or PROJECT
     if not IMAGE_NAME_PATTERN.match(name):
-        read.problem("image:name", f"{name!r} is not a valid image name (lowercase letters, digits, . _ -)")
+        read.problem(
+            "image:name",
+            f"{name!r} is not an image name Docker accepts: lowercase letters and digits joined by '.', '_', "
+            f"'__' or '-' (and '/' between parts); fix: pulumi config set image:name {PROJECT}",
+        )
     registry = read.text("image:registry")
     if registry is not None:
         registry = registry.rstrip("/")
-        if not REGISTRY_PATTERN.match(registry):
-            read.problem(
-                "image:registry",
-                f"{registry!r} is not a registry address; fix: pulumi config set image:registry ghcr.io/<org>",
-            )
+        _check(read, "image:registry", _registry_problem(registry))
+    repository = f"{registry}/{name}" if registry else name
+    if len(repository) > REPOSITORY_MAX_LENGTH:
+        where = f"with image:registry {registry!r} " if registry else ""
+        read.problem(
+            "image:name",
+            f"{where}makes a repository name of {len(repository)} characters; Docker allows "
+            f"{REPOSITORY_MAX_LENGTH} characters at most; fix: pulumi config set image:name <a shorter name>",
+        )
     push = read.boolean("image:push", registry is not None)
     username = read.text("image:username")
-    password = read.secret("image:password")
+    password = read.secret(
+        "image:password", whitespace_problem, "pulumi config set --secret image:password <token>"
+    )
     if push:
         if registry is None:
             read.problem(
@@ -361,14 +487,45 @@ def _image_settings(read: _Reader) -> ImageSettings:
                 "image:password",
                 "pushing needs registry credentials; fix: pulumi config set --secret image:password <token>",
             )
+    base_image = read.text("image:baseImage", DEFAULT_BASE_IMAGE) or DEFAULT_BASE_IMAGE
+    reference = IMAGE_REFERENCE_PATTERN.match(base_image)
+    if reference is None or len(reference["name"]) > REPOSITORY_MAX_LENGTH:
+        read.problem(
+            "image:baseImage",
+            f"{base_image!r} is not an image reference Docker accepts: name[:tag][@digest], the name in "
+            f"lowercase; fix: pulumi config set image:baseImage {DEFAULT_BASE_IMAGE}",
+        )
     return ImageSettings(
         name=name,
         registry=registry,
         push=push,
         username=username,
         password=password,
-        base_image=read.text("image:baseImage", DEFAULT_BASE_IMAGE) or DEFAULT_BASE_IMAGE,
+        base_image=base_image,
     )
+
+
+def _registry_problem(registry: str) -> str | None:
+    """A registry address Docker pushes to: its reference grammar, a port that exists, and a first part that
+    Docker reads as a host (distribution/reference normalize.go `splitDockerDomain`: only with a '.', a
+    ':port' or as 'localhost'; anything else is a Docker Hub namespace)."""
+    fix = "fix: pulumi config set image:registry ghcr.io/<org> (localhost:5000/<team> for a local registry)"
+    match = REGISTRY_PATTERN.match(registry)
+    if match is None:
+        return (
+            f"{registry!r} is not a registry address Docker accepts: a host (and :port), then lowercase path "
+            f"parts of letters and digits joined by '.', '_', '__' or '-'; {fix}"
+        )
+    host, port = match["host"], match["port"]
+    if port is not None and not 1 <= int(port) <= 65535:
+        return f"{registry!r} has no valid port (1-65535); {fix}"
+    if port is None and "." not in host and host != "localhost" and not host.startswith("["):
+        return (
+            f"{registry!r} does not start with a registry host: Docker reads {host!r} (no '.', no :port, not "
+            f"localhost) as a Docker Hub namespace and would push to docker.io/{registry}/…; "
+            f"{fix}, or docker.io/<user> for Docker Hub"
+        )
+    return None
 
 
 def flow_parameters_problem(parameters: dict[str, Any]) -> str | None:

@@ -3,33 +3,70 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 import pulumi
 import pulumi_docker as docker
+from docker.utils.build import exclude_paths
 
 from infra.config import ImageSettings
 
 # Where the image puts the flow code (the Dockerfile's WORKDIR); the deployment's pull step points here.
 CODE_DIR = "/opt/prefect/suggest-activity"
-# Everything the Dockerfile copies in. A change to any of these is a new image and a new tag.
-IMAGE_INPUTS = ("Dockerfile", ".dockerignore", "pyproject.toml", "uv.lock")
-FLOW_CODE_DIR = "flows"
+DOCKERFILE = "Dockerfile"
+
+
+def dockerignore_patterns(project_dir: Path) -> list[str]:
+    """The context's .dockerignore, read as moby's `ignorefile.ReadAll` reads it (patternmatcher/ignorefile):
+    a UTF-8 BOM dropped, a line starting with `#` is a comment, blanks skipped, the rest trimmed. Paths are
+    cleaned by the matcher (`Pattern.normalize` in the Docker SDK, `filepath.Clean` in moby)."""
+    path = project_dir / ".dockerignore"
+    if not path.is_file():
+        return []
+    lines = path.read_text(encoding="utf-8").removeprefix("\ufeff").splitlines()
+    return [line.strip() for line in lines if not line.startswith("#") and line.strip()]
+
+
+def build_context(project_dir: Path) -> dict[str, str]:
+    """What the Docker build context sends, path by path: `{relative path: fingerprint}`.
+
+    The paths are those the Docker SDK's `exclude_paths` keeps: the .dockerignore patterns, with the
+    Dockerfile and .dockerignore themselves always sent, as pulumi-docker does (provider/image.go
+    `dockerBuild`: `clibuild.TrimBuildFilesFromExcludes`, then `archive.TarWithOptions`). Directories are
+    included: the tar carries them and `COPY flows/` creates even an empty one. A fingerprint is what the tar
+    entry gives the image: the type, the permission bits (COPY keeps them; pulumi-docker's context hash in
+    provider/provider.go `hashPath` covers the mode too), and the content's sha256 or a symlink's target.
+    Owners and mtimes are left out: the build ignores the first (ChownOpts 0:0) and a checkout resets the second.
+    """
+    context: dict[str, str] = {}
+    for relative in exclude_paths(
+        str(project_dir), dockerignore_patterns(project_dir), dockerfile=DOCKERFILE
+    ):
+        path = project_dir / relative
+        info = path.lstat()
+        mode = f"{stat.S_IMODE(info.st_mode):04o}"
+        key = Path(relative).as_posix()
+        if stat.S_ISDIR(info.st_mode):
+            context[key] = f"dir {mode}"
+        elif stat.S_ISLNK(info.st_mode):
+            context[key] = f"symlink {mode} -> {os.readlink(path)}"
+        elif stat.S_ISREG(info.st_mode):
+            context[key] = f"file {mode} sha256:{hashlib.sha256(path.read_bytes()).hexdigest()}"
+        # Sockets are not archived (the SDK's create_archive skips them); FIFOs and devices have no place here.
+    return context
 
 
 def content_tag(project_dir: Path, base_image: str) -> str:
-    """A tag derived from the image's inputs, so an unchanged project yields the same tag."""
+    """A tag derived from exactly what the image is built from: the base image and the build context.
+
+    A file the context leaves out (a .DS_Store, an editor's swap file, __pycache__) keeps the tag, so the
+    image name and the deployment's version change only when the image can."""
     digest = hashlib.sha256(f"base={base_image}\n".encode())
-    files = [project_dir / name for name in IMAGE_INPUTS]
-    files += sorted(
-        path
-        for path in (project_dir / FLOW_CODE_DIR).rglob("*")
-        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
-    )
-    for path in files:
-        digest.update(path.relative_to(project_dir).as_posix().encode() + b"\0")
-        digest.update(path.read_bytes() + b"\0")
+    for path, fingerprint in sorted(build_context(project_dir).items()):
+        digest.update(f"{path}\0{fingerprint}\0".encode())
     return "sha-" + digest.hexdigest()[:16]
 
 

@@ -68,6 +68,7 @@ URL_PASSWORD = f"UrlPass-{secrets.token_hex(6)}"
 ACCOUNT = "3f1c6a2e-8b7d-4c5e-9a0b-1c2d3e4f5a6b"
 WORKSPACE = "7e6d5c4b-3a29-4180-8f7e-6d5c4b3a2918"
 SERVER = "<server>"  # replaced by host:port of the row's Prefect server
+REGISTRY_PASSWORD = "<registry-password>"  # replaced by the loopback registry's real password
 SECRET_KEYS = ("prefect:apiKey", "prefect:authString", "image:password")
 # PrefectClient.request caps the connect timeout of each attempt at 5 s (see infra/prefect/client.py).
 CONNECT_TIMEOUT_CAP_SECONDS = 5.0
@@ -242,6 +243,78 @@ ROWS = [
         ("unauthorized", "the registry refused the credentials of"),
         {"image:password": WRONG_REGISTRY_PASSWORD}, push=True,
     ),
+    # --- inputs a server or daemon cannot take (docs/reliability.md, "What the servers accept"). Before the
+    # stack config refused them, each reached Prefect or Docker and misbehaved there, as noted per row.
+    config_row(  # the pool was created, then Docker refused the worker's name: a failure halfway
+        "pool-name-not-a-container-name", "suggest-activity:poolName", "bad team-pool",
+        "Docker allows only [a-zA-Z0-9][a-zA-Z0-9_.-]", "pulumi config set suggest-activity:poolName bad-team-pool",
+    ),
+    config_row(  # the server answered 500 (SQLite: OverflowError; Postgres columns are 32-bit)
+        "pool-limit-beyond-the-database", "suggest-activity:poolConcurrencyLimit", "9223372036854775808",
+        "must be <= 2147483647", "pulumi config set suggest-activity:poolConcurrencyLimit 2147483647",
+    ),
+    config_row(  # the pool was created, then the daemon answered 500 (json: cannot unmarshal ... int64)
+        "worker-memory-beyond-docker", "suggest-activity:workerMemoryMb", "1000000000000000",
+        "must be <= 4398046511103", "pulumi config set suggest-activity:workerMemoryMb 1024",
+    ),
+    config_row(  # everything was created; the server's scheduler logged CroniterBadDateError and planned no run
+        "cron-never-fires", "suggest-activity:cron", "0 9 30 2 *", "never fires", CRON_EXAMPLE,
+    ),
+    config_row(  # the program crashed with a bare ValueError: Port out of range 0-65535
+        "api-url-port-out-of-range", "prefect:apiUrl", "http://127.0.0.1:99999/api",
+        "no valid port (1-65535)", "pulumi config set prefect:apiUrl http://127.0.0.1:4200/api",
+    ),
+    config_row(  # the image was built, then every request answered 404 Not Found
+        "api-url-with-a-query", "prefect:apiUrl", f"http://{SERVER}/api?team=data",
+        "?query or #fragment", "pulumi config set prefect:apiUrl http://127.0.0.1:",
+    ),
+    config_row(  # the pool and deployment were created; the worker never became healthy (wait timed out)
+        "worker-api-url-loopback", "prefect:workerApiUrl", f"http://{SERVER}/api",
+        "the container itself", "pulumi config set prefect:workerApiUrl http://host.docker.internal:",
+    ),
+    config_row(  # httpx/h11 refused the header: "Illegal header value b'Bearer pnu_…'", the key in the message
+        "api-key-with-a-line-break", "prefect:apiKey", f"pnu_{secrets.token_hex(9)}\n{secrets.token_hex(9)}",
+        "Authorization header", "pulumi config set --secret prefect:apiKey",
+    ),
+    config_row(  # a bare UnicodeEncodeError from the provider ('ascii' codec can't encode ...)
+        "api-key-non-ascii", "prefect:apiKey", f"pnu_{secrets.token_hex(9)}ключ",
+        "Authorization header", "pulumi config set --secret prefect:apiKey",
+    ),
+    Row(  # every request answered 500 Internal Server Error (hmac.compare_digest raises on non-ASCII)
+        "auth-string-non-ascii", "config", ("prefect:authString",),
+        ("non-ASCII", "500 Internal Server Error", "pulumi config set --secret prefect:authString"),
+        {"prefect:authString": f"bad-admin:pässwörd-{secrets.token_hex(4)}"}, target="auth-server",
+    ),
+    Row(  # the providers trimmed it and created the pool and deployment; the worker sent it as is: 401, unhealthy
+        "auth-string-with-a-trailing-newline", "config", ("prefect:authString",),
+        ("leading or trailing whitespace", "pulumi config set --secret prefect:authString"),
+        {"prefect:authString": AUTH_STRING + "\n"}, target="auth-server",
+    ),
+    Row(  # the registry refused the push (unauthorized) although the password itself was right
+        "registry-password-with-a-trailing-newline", "config", ("image:password",),
+        ("leading or trailing whitespace", "pulumi config set --secret image:password"),
+        {"image:password": REGISTRY_PASSWORD + "\n"}, push=True,
+    ),
+    Row(  # Docker read 'registry' as a Docker Hub namespace and pushed to docker.io
+        "registry-without-a-host", "config", ("image:registry",),
+        ("Docker Hub namespace", "pulumi config set image:registry"),
+        {"image:registry": "registry/bad", "image:password": REGISTRY_PASSWORD}, push=True,
+    ),
+    config_row(  # the build failed: invalid reference format
+        "registry-path-docker-refuses", "image:registry", "localhost:5000/bad-",
+        "is not a registry address", "pulumi config set image:registry",
+    ),
+    config_row(  # the build failed: repository name must not be more than 255 characters
+        "image-name-too-long", "image:name", "a" * 256, "255 characters", "pulumi config set image:name",
+    ),
+    config_row(  # the build failed at FROM: invalid reference format: repository name must be lowercase
+        "base-image-uppercase", "image:baseImage", "Python:3.12-slim",
+        "is not an image reference", "pulumi config set image:baseImage python:3.12-slim",
+    ),
+    # The work pool was created, and then could never be read or deleted by name: '..' resolves away in the
+    # URL (the read said "gone", the delete did nothing), a line break matches no route (404).
+    pool_row("pool-name-dot-segment", {"name": ".."}, "name", "dot-segment", "choose another name"),
+    pool_row("pool-name-line-break", {"name": "bad\npool"}, "name", "control character", "remove it"),
 ]  # fmt: skip
 
 
@@ -337,7 +410,8 @@ def stack_config(env: BadInputEnv, row: Row, api_url: str) -> dict[str, str]:
         )
     server = env.server if row.target == "server" else env.auth_server
     for key, value in row.config.items():
-        config[key] = value.replace(SERVER, f"127.0.0.1:{server.port}")
+        value = value.replace(SERVER, f"127.0.0.1:{server.port}")
+        config[key] = value.replace(REGISTRY_PASSWORD, env.registry.password)
     return config
 
 

@@ -3,14 +3,23 @@
 One build (module fixture) serves every test that only inspects or runs the image; the cache test rebuilds a
 copy of the context with a flow-code change. Needs `scripts/test-services.sh` (dockerd, the loopback registry
 and the base image); skips without Docker, fails instead under REQUIRE_DOCKER=1.
+
+The image tag (infra/image.py `content_tag`) is held against the context three real builds receive: the Go
+client's and the Docker SDK's classic builds and a BuildKit build.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import io
 import json
+import os
 import re
 import shutil
+import stat
+import subprocess
+import tarfile
 import time
 import tomllib
 import urllib.error
@@ -25,6 +34,7 @@ import docker
 import docker.errors
 import pytest
 
+from infra.image import build_context, content_tag
 from tests.support.docker_env import (
     BASE_IMAGE,
     BuildError,
@@ -359,6 +369,198 @@ def test_push_with_a_wrong_password_fails_clearly(
     assert pushed_reference in message
     assert re.search(r"(?i)unauthorized|authentication required|no basic auth credentials", message), message
     assert wrong["password"] not in message
+
+
+# ------------------------------------------------------------------------------------------------ the tag
+
+# What users and editors leave beside the code. The .dockerignore allow-list keeps each of these out of the
+# build context, so none may change the tag (and with it the image name and the deployment's version).
+IGNORED_FILES = {
+    "flows/.DS_Store": b"\x00\x00\x00\x01Bud1",  # Finder
+    "flows/.suggest_activity.py.swp": b"b0VIM 9.0",  # vim swap file
+    "flows/nested/.bored_api.py.swo": b"b0VIM 9.0",  # a second one, one level down
+    "flows/.idea/workspace.xml": b"<project/>",  # an IDE's dot-directory, and what is in it
+    "flows/__pycache__/bored_api.cpython-311.pyc": b"\x00pyc",
+    "flows/nested/stale.pyc": b"\x00pyc",
+    ".env": b"PREFECT_API_URL=http://127.0.0.1:4200/api\n",
+    "notes.txt": b"not part of the image\n",
+    "tests/test_more.py": b"def test_more() -> None: ...\n",
+}
+# Files the allow-list admits: each is in the build context, so each is in the image and must change the tag.
+ADMITTED_FILES = {
+    "flows/nested/helpers.py": b"HELP = 1\n",
+    "flows/suggest_activity.py~": b"# an emacs backup: not a dotfile, so .dockerignore lets it in\n",
+    "flows/data file \u00fc.txt": b"spaces and non-ASCII in a name\n",
+}
+
+
+def image_inputs_copy(destination: Path) -> Path:
+    """The files the real .dockerignore admits, copied (with their modes) into a fresh directory."""
+    destination.mkdir()
+    for name in ("Dockerfile", ".dockerignore", "pyproject.toml", "uv.lock"):
+        shutil.copy2(REPO_ROOT / name, destination / name)
+    shutil.copytree(REPO_ROOT / "flows", destination / "flows", ignore=shutil.ignore_patterns("__pycache__"))
+    return destination
+
+
+def add_files(root: Path, files: dict[str, bytes]) -> None:
+    for name, content in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(content)
+
+
+def test_files_the_build_context_leaves_out_keep_the_tag(tmp_path: Path) -> None:
+    project = image_inputs_copy(tmp_path / "project")
+    (project / "flows" / "nested").mkdir()  # a directory is part of the context (COPY creates it), even empty
+    tag = content_tag(project, BASE_IMAGE)
+    for name, content in IGNORED_FILES.items():
+        add_files(project, {name: content})
+        assert content_tag(project, BASE_IMAGE) == tag, (
+            f"{name} is not in the build context but changed the tag"
+        )
+
+
+@pytest.mark.parametrize(
+    "change", ["file", "backup-file", "odd-name", "empty-dir", "symlink", "mode", "admitted-later"]
+)
+def test_each_change_to_the_build_context_changes_the_tag(change: str, tmp_path: Path) -> None:
+    project = image_inputs_copy(tmp_path / "project")
+    (project / "README.md").write_text("# excluded by the allow-list until it says otherwise\n")
+    tag = content_tag(project, BASE_IMAGE)
+    if change in ("file", "backup-file", "odd-name"):
+        name = list(ADMITTED_FILES)[["file", "backup-file", "odd-name"].index(change)]
+        add_files(project, {name: ADMITTED_FILES[name]})
+    elif change == "empty-dir":
+        (project / "flows" / "empty").mkdir()  # COPY flows/ creates it in the image
+    elif change == "symlink":
+        (project / "flows" / "alias.py").symlink_to("suggest_activity.py")
+    elif change == "mode":
+        (project / "flows" / "suggest_activity.py").chmod(0o755)  # COPY keeps the mode bits
+    else:
+        with (project / ".dockerignore").open("a") as ignore:
+            ignore.write("!README.md\n")
+    assert content_tag(project, BASE_IMAGE) != tag
+
+
+# The build files: always in the context tar (pulumi-docker's `dockerBuild` keeps them with the Docker CLI's
+# `TrimBuildFilesFromExcludes`), but the daemon may drop them after reading them (moby
+# builder/remotecontext/detect.go `removeDockerfile` does, when .dockerignore matches them, as ours does).
+BUILD_FILES = {"Dockerfile", ".dockerignore"}
+# A context listing: the build copies its whole context into an image of nothing else.
+LISTING_DOCKERFILE = "FROM scratch\nCOPY . /ctx/\n"
+
+
+def tricky_context(root: Path) -> Path:
+    """The image inputs plus every kind of file the tag must get right, with the real .dockerignore."""
+    project = image_inputs_copy(root)
+    add_files(project, {**IGNORED_FILES, **ADMITTED_FILES})
+    (project / "flows" / "empty").mkdir()
+    (project / "flows" / "alias.py").symlink_to("suggest_activity.py")
+    (project / "flows" / "suggest_activity.py").chmod(0o755)
+    (project / "README.md").write_text("# admitted by a line added to the allow-list\n")
+    with (project / ".dockerignore").open("a") as ignore:
+        ignore.write("!README.md\n")
+    (project / "Dockerfile").write_text(LISTING_DOCKERFILE)
+    return project
+
+
+def tar_fingerprints(archive: bytes, prefix: str) -> dict[str, str]:
+    """`build_context`'s fingerprints of what a tar holds under `prefix`, read from the tar's own entries."""
+    found = {}
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        for member in tar.getmembers():
+            name = member.name.rstrip("/")
+            if not name.startswith(prefix):
+                continue
+            path, mode = name[len(prefix) :], f"{stat.S_IMODE(member.mode):04o}"  # Docker adds type bits
+            if member.isdir():
+                found[path] = f"dir {mode}"
+            elif member.issym():
+                found[path] = f"symlink {mode} -> {member.linkname}"
+            else:
+                content = tar.extractfile(member)
+                assert content is not None, name
+                found[path] = f"file {mode} sha256:{hashlib.sha256(content.read()).hexdigest()}"
+    return found
+
+
+def docker_clis() -> list[str]:
+    """Every `docker` client on PATH (a v28 client without buildx, Debian's 20.10 with BuildKit built in...)."""
+    found = []
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        candidate = Path(directory, "docker")
+        if os.access(candidate, os.X_OK) and candidate.resolve() not in {Path(f).resolve() for f in found}:
+            found.append(str(candidate))
+    return found
+
+
+def listed_by_classic_build(client: docker.DockerClient, context: Path, via: str) -> dict[str, str]:
+    """Build the listing with the classic builder, the context tar made by the Go client (`docker build`, the
+    same `archive.TarWithOptions` + `TrimBuildFilesFromExcludes` as pulumi-docker) or by the Docker SDK (what
+    the local engine uses); then read /ctx back out of the image."""
+    tag = f"suggest-activity:context-listing-{uuid.uuid4().hex[:12]}"
+    if via == "sdk":
+        build_image(client, context, tag)
+    else:
+        clis = docker_clis()
+        assert clis, "no docker client on PATH"
+        done = subprocess.run(
+            [clis[0], "build", "--quiet", "--tag", tag, str(context)],
+            env={**os.environ, "DOCKER_BUILDKIT": "0"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+    container = client.containers.create(tag, command=["/none"])  # never started: scratch has no program
+    try:
+        stream, _ = container.get_archive("/ctx")
+        return tar_fingerprints(b"".join(stream), "ctx/")
+    finally:
+        container.remove(force=True)
+        client.images.remove(tag)
+
+
+def listed_by_buildkit(context: Path, output: Path) -> dict[str, str]:
+    """Build the listing with BuildKit (pulumi-docker's default builder) and export the result as a tar."""
+    errors = []
+    for cli in docker_clis():
+        done = subprocess.run(
+            [cli, "build", "--output", f"type=tar,dest={output}", str(context)],
+            env={**os.environ, "DOCKER_BUILDKIT": "1"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if done.returncode == 0:
+            return tar_fingerprints(output.read_bytes(), "ctx/")
+        errors.append(f"{cli}: {done.stderr.strip()[-300:]}")
+    pytest.fail(
+        "no docker client on PATH builds with BuildKit (Debian's docker.io does):\n" + "\n".join(errors)
+    )
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("builder", ["docker-cli-classic", "docker-sdk-classic", "docker-cli-buildkit"])
+def test_the_tag_hashes_exactly_what_the_build_context_sends(
+    builder: str, client: docker.DockerClient, tmp_path: Path
+) -> None:
+    context = tricky_context(tmp_path / "context")
+    hashed = build_context(context)
+    if builder == "docker-cli-buildkit":
+        received = listed_by_buildkit(context, tmp_path / "listing.tar")
+    else:
+        received = listed_by_classic_build(client, context, via=builder.split("-")[1])
+
+    assert set(hashed) >= BUILD_FILES
+    # Every other path, with its type, mode and content, is exactly what the build received...
+    assert {p: f for p, f in hashed.items() if p not in BUILD_FILES} == {
+        p: f for p, f in received.items() if p not in BUILD_FILES
+    }
+    # ...which is what the tricky files were made to show: the ignored ones are out, the admitted ones in.
+    assert not set(IGNORED_FILES) & set(received)
+    assert {*ADMITTED_FILES, "flows/empty", "flows/alias.py", "README.md"} <= set(received)
+    assert received["flows/suggest_activity.py"].startswith("file 0755 ")
 
 
 # ------------------------------------------------------------------------------------------------ helpers

@@ -11,10 +11,18 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
+# prefect/types/names.py `WITHOUT_BANNED_CHARACTERS`: the server's own pattern for names.
 NAME_PATTERN = re.compile(r"^[^/%&><]+$")
 FORBIDDEN_NAME_CHARACTERS = "/ % & > <"
+# Names the pattern lets through but the REST API cannot address: objects are read and deleted at
+# /work_pools/{name} and /deployments/name/{flow}/{name}, where '.' and '..' are URL dot-segments that clients
+# resolve away (a pool named '..' read as gone and was never deleted; '.' answered 307), and a line break
+# matches no route (404). C0 control characters and DEL are refused as a class: none belongs in a name.
+DOT_SEGMENTS = frozenset({".", ".."})
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 RESERVED_POOL_PREFIX = "prefect"
 
 # Worker types Prefect ships or documents (prefect, prefect-docker, -kubernetes, -aws, -gcp, -azure).
@@ -50,11 +58,21 @@ def name_problem(name: Any, field: str) -> str | None:
         return f"{field} is required: give a non-empty name such as 'daily-suggestion'."
     if name != name.strip():
         return f"{field} {name!r} has leading or trailing spaces; remove them."
+    if CONTROL_CHARACTERS.search(name):
+        return (
+            f"{field} {name!r} contains a control character (a line break, a tab...): Prefect's API could "
+            "not address the object by name afterwards; remove it."
+        )
     if not NAME_PATTERN.match(name):
         bad = sorted({c for c in name if c in "/%&><"})
         return (
             f"{field} {name!r} contains {' '.join(bad)}; Prefect names cannot contain any of "
             f"{FORBIDDEN_NAME_CHARACTERS}. Use '-' instead, e.g. {re.sub(r'[/%&><]+', '-', name)!r}."
+        )
+    if name in DOT_SEGMENTS:
+        return (
+            f"{field} {name!r} is a URL dot-segment: Prefect's API addresses objects by name in the URL, where "
+            f"{name!r} is resolved away, so the object could never be read or deleted; choose another name."
         )
     return None
 
@@ -85,8 +103,13 @@ def work_pool_type_problem(pool_type: Any, *, is_cloud: bool, field: str = "type
     return None
 
 
-def cron_problem(cron: Any, field: str = "cron") -> str | None:
-    """A standard 5-field cron expression that Prefect's scheduler accepts."""
+def cron_problem(cron: Any, field: str = "cron", *, day_or: bool = True) -> str | None:
+    """A standard 5-field cron expression that Prefect's server accepts and its scheduler can plan.
+
+    The server validates with `validate_cron_string` (prefect/_internal/schemas/validators.py), which lets
+    through dates that never come ('0 9 30 2 *'); its scheduler then asks croniter for the next date
+    (`CronSchedule._get_dates_whenever` in prefect/server/schemas/schedules.py), gets CroniterBadDateError,
+    logs it and plans no run at all. The same croniter call here refuses such a cron before it is sent."""
     example = "e.g. '0 9 * * *' for 09:00 every day"
     if not isinstance(cron, str) or not cron.strip():
         return f"{field} is required: give a 5-field cron expression, {example}."
@@ -102,6 +125,15 @@ def cron_problem(cron: Any, field: str = "cron") -> str | None:
         validate_cron_string(cron)
     except ValueError as exc:
         return f"{field} {cron!r} is not a valid cron expression ({exc}); {example}."
+    from prefect._vendor.croniter import CroniterBadDateError, croniter
+
+    try:
+        croniter(cron, datetime.now(), day_or=day_or).get_next(datetime)
+    except CroniterBadDateError:
+        return (
+            f"{field} {cron!r} never fires: no date matches it (Prefect's scheduler would plan no run); "
+            f"{example}."
+        )
     return None
 
 
@@ -177,3 +209,49 @@ def values_errors(values: Mapping[str, Any], schema: Mapping[str, Any]) -> list[
 
     errors = validate(dict(values), dict(schema), raise_on_error=False, preprocess=True, ignore_required=True)
     return [(".".join(str(p) for p in error.absolute_path) or "(all)", error.message) for error in errors]
+
+
+# A bearer token as RFC 6750 (2.1) defines it, what `Authorization: Bearer <key>` can carry. httpx cannot
+# encode anything else into a header (UnicodeEncodeError) and h11 refuses CR/LF ("Illegal header value",
+# with the key in its message). Prefect's keys are pnu_/pnb_ followed by letters and digits.
+BEARER_TOKEN = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")
+PRINTABLE_ASCII = re.compile(r"^[\x20-\x7e]+$")
+
+
+def whitespace_problem(value: str, field: str, example: str) -> str | None:
+    """A credential with whitespace around it (a line break from a file): some clients trim it (our
+    providers do) and others send it as it is (the worker, pulumi-docker's registry login), so the same
+    stack is accepted by one and refused by the other. The message never repeats the value."""
+    if value != value.strip():
+        return (
+            f"{field} has leading or trailing whitespace (a line break from a file?), which would be sent as "
+            f"part of it; set it again without: {example}"
+        )
+    return None
+
+
+def api_key_problem(key: str, field: str, example: str) -> str | None:
+    """A Prefect Cloud API key that fits in an HTTP header. The message never repeats the key."""
+    problem = whitespace_problem(key, field, example)
+    if problem is None and not BEARER_TOKEN.match(key):
+        problem = (
+            f"{field} contains characters an HTTP Authorization header cannot carry (spaces, line breaks or "
+            f"non-ASCII letters); a Prefect API key is pnu_ or pnb_ and letters and digits: copy it again, "
+            f"{example}"
+        )
+    return problem
+
+
+def auth_string_problem(auth_string: str, field: str, example: str) -> str | None:
+    """A basic-auth string Prefect's server can compare. It decodes the header and compares it with
+    `hmac.compare_digest` (prefect/server/api/server.py `token_validation`), which raises TypeError on
+    non-ASCII text outside the middleware's try: every request then answers 500. A string without ':' is
+    fine: the server compares the whole string and never splits it. The message never repeats the value."""
+    problem = whitespace_problem(auth_string, field, example)
+    if problem is None and not PRINTABLE_ASCII.match(auth_string):
+        problem = (
+            f"{field} contains non-ASCII or control characters: Prefect's server compares auth strings with "
+            "hmac.compare_digest, which refuses non-ASCII, so every request would answer 500 Internal Server "
+            f"Error; use printable ASCII (set the server's PREFECT_SERVER_API_AUTH_STRING to match): {example}"
+        )
+    return problem
