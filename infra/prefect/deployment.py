@@ -2,14 +2,22 @@
 
 Create POSTs the whole deployment once: `POST /deployments/` is an upsert on (flow, name) that resets
 whatever it is not sent, so it is never used to update (and create looks for an existing one first). Update
-PATCHes the full desired field set (always with `work_pool_name`, which is what makes the server validate
-job variables) when any field differs from the server, then reconciles schedules by slug so that unchanged
-schedules keep their ids. The choreography is `PrefectResourceProvider`'s; this module says what is a
-deployment's.
+PATCHes only the fields that changed (with `work_pool_name` only where the server needs it, see
+`_patch_body`), then reconciles schedules by slug through their own endpoints so that unchanged schedules
+keep their ids. It reads nothing first: the previous outputs are the state it changes from.
+
+Future runs: the server deletes a deployment's future auto-scheduled runs on EVERY write to it (any PATCH of
+the deployment, whatever its fields; a PATCH or DELETE of one of its schedules), and only adding a schedule
+keeps them (prefect/server/models/deployments.py `update_deployment`, prefect/server/api/deployments.py).
+So a change that needs no write to the deployment (adding a schedule, or nothing at all) keeps the runs and
+their ids; any other change gets them recreated at once by `_schedule_now`, at the same times.
+
+The choreography is `PrefectResourceProvider`'s; this module says what is a deployment's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -27,7 +35,8 @@ from .schedules import CronScheduleSpec
 from .validation import json_schema_problem, name_problem, values_errors, values_problems
 
 REPLACE_KEYS = ("flow_name", "name")
-# Fields PATCHed as a whole set; `work_queue_name` None means "the pool's default queue" and is not diffed.
+# Fields a PATCH sends when they change; `work_queue_name` None means "the pool's default queue" and is not
+# diffed.
 FIELD_KEYS = (
     "work_pool_name",
     "work_queue_name",
@@ -44,6 +53,8 @@ FIELD_KEYS = (
     "concurrency_limit",
 )
 INPUT_KEYS = (*REPLACE_KEYS, *FIELD_KEYS, "schedules", "adopt_existing")
+# Where the deployment's runs go, and with which job variables: see `_patch_body`.
+PLACEMENT_KEYS = frozenset({"work_pool_name", "work_queue_name", "job_variables"})
 OUTPUT_ONLY_KEYS = ("deployment_id", "flow_id", "schedule_ids", "next_run_time", "ui_url")
 DEFAULTS: dict[str, Any] = {
     "pull_steps": [],
@@ -129,7 +140,7 @@ class DeploymentProvider(PrefectResourceProvider):
         body = {
             "name": desired["name"],
             "flow_id": desired["flow_id"],
-            **self._field_body(desired),
+            **{k: desired.get(k) for k in FIELD_KEYS if self.managed(k, desired)},
             "schedules": [sched.to_server(s) for s in desired["schedules"]],
         }
         try:
@@ -137,35 +148,73 @@ class DeploymentProvider(PrefectResourceProvider):
             created: dict[str, Any] = client.post("/deployments/", body, idempotent=True)
         except PrefectApiError as exc:
             raise self._explain(exc, desired) from None
+        self._schedule_now(client, str(created["id"]), desired)
         return created
 
     def apply(
         self, client: PrefectClient, id_: str, current: Mapping[str, Any], desired: Mapping[str, Any]
     ) -> bool:
-        """Make the server match `desired`, sending only what differs from a fresh GET of it."""
+        """Send only what differs from `current` (the previous outputs): a PATCH of the changed fields,
+        then the schedules reconciled by slug through their own endpoints."""
         path = deployment_path(id_)
-        server = client.get(path)  # a 404 here: deleted outside Pulumi
-        state = self._fields_from_server(server)
-        wrote = False
-        if any(
-            self.managed(k, desired) and not self.field_equal(k, state.get(k), desired.get(k))
-            for k in FIELD_KEYS
-        ):
-            self._check_work_pool(client, desired)
+        body = self._patch_body(self.changed_keys(current, desired), desired)
+        if body:
+            if "work_pool_name" in body:
+                self._check_work_pool(client, desired)
             try:
-                client.patch(path, self._field_body(desired))
+                client.patch(path, body)  # a 404 here: deleted outside Pulumi
             except PrefectApiError as exc:
                 raise self._explain(exc, desired) from None
-            wrote = True
 
-        steps = sched.plan(desired["schedules"], server.get("schedules") or [])
+        ids = current.get("schedule_ids") or {}
+        actual = [
+            sched.as_server(s, ids[s["slug"]]) for s in current.get("schedules") or [] if s["slug"] in ids
+        ]
+        steps = sched.plan(desired["schedules"], actual)
         for schedule_id in steps.delete:
             client.delete(f"{path}/schedules/{schedule_id}")
-        for schedule_id, body in steps.update:
-            client.patch(f"{path}/schedules/{schedule_id}", body)
+        for schedule_id, schedule_body in steps.update:
+            client.patch(f"{path}/schedules/{schedule_id}", schedule_body)
         if steps.create:
             client.post(f"{path}/schedules", steps.create, idempotent=False)
-        return wrote or not steps.empty
+        wrote = bool(body) or not steps.empty
+        if wrote:
+            self._schedule_now(client, id_, desired)
+        return wrote
+
+    def _patch_body(self, changed: list[str], desired: Mapping[str, Any]) -> dict[str, Any]:
+        """The PATCH body for the changed fields: those, and `work_pool_name` only where the server needs it.
+
+        From prefect/server/api/deployments.py and prefect/server/models/deployments.py `update_deployment`:
+        job variables are validated against the pool's template only when `work_pool_name` is in the same
+        body (and only those sent: a new pool gets the job variables sent again); a queue is looked up, or
+        created, in the pool named in the body (a queue name alone is looked up in any pool, or created in
+        the default agent pool: models/work_queues.py `ensure_work_queue_exists`); and a body naming a pool
+        but no queue moves the deployment to that pool's default queue, so a managed `work_queue_name` goes
+        along. Every other field is stored as sent, alone.
+        """
+        keys = {k for k in changed if k in FIELD_KEYS}
+        if keys & PLACEMENT_KEYS:
+            keys.add("work_pool_name")
+            keys.add("work_queue_name")
+            if "work_pool_name" in changed:
+                keys.add("job_variables")
+        return {k: desired.get(k) for k in FIELD_KEYS if k in keys and self.managed(k, desired)}
+
+    @staticmethod
+    def _schedule_now(client: PrefectClient, deployment_id: str, desired: Mapping[str, Any]) -> None:
+        """Have the server create now the runs its scheduler would create on its next loop (a few seconds
+        later): the outputs then show the real next run, and no run is missing in between. Every write to a
+        deployment or to its schedules deletes its future auto-scheduled runs first
+        (prefect/server/models/deployments.py `update_deployment`, and the schedule PATCH/DELETE routes of
+        prefect/server/api/deployments.py). `POST /deployments/{id}/schedule` runs the scheduler's own
+        `schedule_runs` with its default window; the runs' idempotency keys (deployment, schedule, time)
+        are the scheduler's, so neither can duplicate the other. Not for a paused deployment, which the
+        scheduler skips. Informational: a failure here must not fail the write that preceded it."""
+        if desired.get("paused") or not any(s.get("active", True) for s in desired.get("schedules") or []):
+            return
+        with contextlib.suppress(PrefectApiError):
+            client.post(f"{deployment_path(deployment_id)}/schedule", {}, idempotent=True)
 
     def managed(self, key: str, props: Mapping[str, Any]) -> bool:
         return key != "work_queue_name" or props.get("work_queue_name") is not None
@@ -180,9 +229,6 @@ class DeploymentProvider(PrefectResourceProvider):
         return sched.schedules_equal(a, b)
 
     # -- writing -----------------------------------------------------------------------------------
-
-    def _field_body(self, desired: Mapping[str, Any]) -> dict[str, Any]:
-        return {k: desired.get(k) for k in FIELD_KEYS if self.managed(k, desired)}
 
     @staticmethod
     def _explain(exc: PrefectApiError, desired: Mapping[str, Any]) -> PrefectApiError:
@@ -280,8 +326,8 @@ class DeploymentProvider(PrefectResourceProvider):
     def _next_run_time(
         client: PrefectClient, deployment_id: str, paused: bool, specs: list[dict[str, Any]]
     ) -> str | None:
-        """The earliest scheduled run; until the scheduler has created runs (a few seconds after a change),
-        the next fire time of the active cron schedules, computed the way the scheduler will."""
+        """The earliest scheduled run, as the server computed it (see `_schedule_now`); when it cannot be
+        read, the next fire time of the active cron schedules."""
         if paused:
             return None
         now = datetime.now(UTC)

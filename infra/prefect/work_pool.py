@@ -2,7 +2,9 @@
 
 Identity: the pool's name (Prefect addresses pools by name); the Pulumi id is the pool's UUID.
 `name` and `type` cannot change on the server, so changing either replaces the pool (delete first:
-names are unique). Everything else is PATCHed, and only what changed. The choreography (check, diff,
+names are unique). Everything else is PATCHed, and only what changed. A pool that declares no
+`base_job_template` gets the server's default for its type when it is created (job_templates.py), and
+keeps it: the template is then the server's to manage, not diffed. The choreography (check, diff,
 create or adopt, read, update, delete) is `PrefectResourceProvider`'s; this module says what is a pool's.
 """
 
@@ -44,19 +46,12 @@ class WorkPoolProvider(PrefectResourceProvider):
     delete_before_replace = True  # names are unique: the old pool must go first
 
     def validate(self, check: InputCheck) -> None:
-        inputs = check.inputs
         check.judge("name", lambda name: work_pool_name_problem(name, "name"))
         check.judge("type", lambda kind: work_pool_type_problem(kind, is_cloud=self.connection().is_cloud))
         check.optional_limit("concurrency_limit", minimum=0)
         check.flags("paused", "adopt_existing")
         check.optional_strings("description")
-        pool_type = inputs["type"]
-        if inputs.get("base_job_template") is None:
-            # Default: the type's template from the installed worker, so job variables get validated.
-            if not check.failures and isinstance(pool_type, str) and check.known("type"):
-                inputs["base_job_template"] = default_base_job_template(pool_type)
-        else:
-            check.judge("base_job_template", base_job_template_problem)
+        check.judge("base_job_template", base_job_template_problem, optional=True)
 
     def describe(self, props: Mapping[str, Any]) -> str:
         return f"Work pool {props.get('name')!r}"
@@ -83,6 +78,8 @@ class WorkPoolProvider(PrefectResourceProvider):
         body.update(
             {api: desired.get(key) for key, api in UPDATE_FIELDS.items() if self.managed(key, desired)}
         )
+        if "base_job_template" not in body:
+            body["base_job_template"] = default_base_job_template(client, desired["type"])
         try:
             pool: dict[str, Any] = client.post("/work_pools/", body, idempotent=False)
         except PrefectApiError as exc:
@@ -102,6 +99,9 @@ class WorkPoolProvider(PrefectResourceProvider):
         self, client: PrefectClient, id_: str, current: Mapping[str, Any], desired: Mapping[str, Any]
     ) -> bool:
         body = {UPDATE_FIELDS[key]: desired.get(key) for key in self.changed_keys(current, desired)}
+        if not self.managed("base_job_template", desired) and not current.get("base_job_template"):
+            # An adopted pool without a template validates no job variables: give it the server's default.
+            body["base_job_template"] = default_base_job_template(client, desired["type"])
         if body:
             client.patch(pool_path(desired["name"]), body)
         return bool(body)
@@ -126,8 +126,9 @@ class WorkPoolProvider(PrefectResourceProvider):
 
 
 class WorkPool(Resource, module="prefect", name="WorkPool"):
-    """A Prefect work pool. `type` defaults to `process`; the base job template defaults to the type's
-    template from the installed worker. Set `adopt_existing=True` to take over a pool that already exists."""
+    """A Prefect work pool. `type` defaults to `process`; the base job template, when not given, is the
+    server's default for the type at creation. Set `adopt_existing=True` to take over a pool that already
+    exists."""
 
     pool_id: pulumi.Output[str]
     name: pulumi.Output[str]
