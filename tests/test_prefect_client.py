@@ -416,7 +416,15 @@ def test_the_fallback_next_fire_time_agrees_with_prefects_scheduler(
 
     from prefect.server.schemas.schedules import CronSchedule
 
-    (expected,) = asyncio.run(CronSchedule(cron=cron, timezone=timezone).get_dates(n=1, start=after))
+    # A loop of its own, never made current: asyncio.run would leave none behind for the Pulumi mocks of
+    # later tests (in this process, `asyncio.get_event_loop()` would then raise).
+    loop = asyncio.new_event_loop()
+    try:
+        (expected,) = loop.run_until_complete(
+            CronSchedule(cron=cron, timezone=timezone).get_dates(n=1, start=after)
+        )
+    finally:
+        loop.close()
     assert next_fire_time([{"slug": "s", "cron": cron, "timezone": timezone}], after=after) == format_time(
         expected
     )
