@@ -1,7 +1,7 @@
 """Provider cost: HTTP requests and wall time per operation of the WorkPool and Deployment providers, and the
 time to create the same pool + deployment + cron schedule with our providers vs the `prefect` CLI.
 
-    uv run python -m benchmarks.provider_cost [--rounds 7]
+    uv run python -m benchmarks.provider_cost [--rounds 7] [--baseline REV]
 
 Part 1 drives the providers through the gRPC host the Pulumi engine starts (`python -m pulumi.dynamic`, via
 tests/support/provider_host.py), configured like the engine does, against a local `prefect server`, through a
@@ -9,21 +9,26 @@ recording proxy (tests/support/fault_proxy.py) that counts every request. An ope
 does for it: create = Check + Create, no-op = Check + Diff, read = Read (refresh), update = Check + Diff +
 Update, delete = Delete. The inputs are the ones the real program declares (run under the SDK's mocks).
 
-Part 2 times, as subprocesses and alternating A B A B …, the user's way and ours of creating a pool, a
+Part 2 times, as subprocesses and in turn (A B C A B C …), the user's way and ours of creating a pool, a
 deployment and its 09:00 cron schedule:
-  A (ours): one interpreter runs the real program under mocks (standing in for the language host), which
-            starts the provider host (a second interpreter, as under `pulumi up`) and creates the pool and the
-            deployment through it. `pulumi up` adds the engine's own overhead, which cannot be measured here.
-  B (CLI):  `prefect work-pool create NAME --type process`, then `prefect deploy --no-prompt` of a prefect.yaml
-            declaring the same deployment (entrypoint, pull step, tags, version, cron, timezone, slug).
+  A (ours):   benchmarks/_up_child.py: one interpreter runs the real program under mocks (standing in for the
+              language host), then starts the provider host (a second interpreter, as under `pulumi up`) and
+              creates the pool and the deployment through it. `pulumi up` adds the engine's own overhead,
+              which cannot be measured here.
+  B (before): with `--baseline REV`, the same child on a checkout of REV with its own locked environment.
+  C (CLI):    `prefect work-pool create NAME --type process`, then `prefect deploy --no-prompt` of a
+              prefect.yaml declaring the same deployment (entrypoint, pull step, tags, version, cron, slug).
+One extra untimed run of each, first, has Python's import profiler on: where the import time goes.
 Results: benchmarks/results/provider_cost.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -40,7 +45,6 @@ from benchmarks._common import (
     median,
     met,
     prefect_server,
-    ratio,
     record_run,
     request_shape,
     summary,
@@ -237,40 +241,13 @@ deployments:
 """
 
 
-def ours_up_child(api_url: str, pool: str, deployment: str) -> None:
-    """The subprocess of variant A: the program (as the language host runs it), then the provider host."""
-    from infra.prefect import DeploymentProvider, WorkPoolProvider
-    from tests.support.provider_host import ProviderHost, host_env
-
-    phases: dict[str, float] = {}
-    started = time.perf_counter()
-    config = program_config(api_url, pool, deployment)
-    pool_decl, dep_decl = declared_inputs(config)
-    phases["program under mocks (imports + run)"] = time.perf_counter() - started
-    mark = time.perf_counter()
-    with ProviderHost(env=host_env()) as host:
-        host.configure(config)
-        phases["provider host start + configure"] = time.perf_counter() - mark
-        mark = time.perf_counter()
-        pools = host.resource(WorkPoolProvider(), "prefect:WorkPool")
-        pools.create(pools.checked(pool_decl), name="work-pool")
-        phases["work pool check + create"] = time.perf_counter() - mark
-        mark = time.perf_counter()
-        deps = host.resource(DeploymentProvider(), "prefect:Deployment")
-        deps.create(deps.checked(dep_decl), name="deployment")
-        phases["deployment check + create"] = time.perf_counter() - mark
-        mark = time.perf_counter()
-    phases["provider host stop"] = time.perf_counter() - mark
-    print(json.dumps({"phases": phases, "version": dep_decl["version"]}))
-
-
-def run_timed(command: list[str], *, cwd: Path | None = None, env: dict[str, str]) -> tuple[float, str]:
+def run_timed(command: list[str], *, cwd: Path | None = None, env: dict[str, str]) -> tuple[float, str, str]:
     started = time.perf_counter()
     done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
-    return seconds, done.stdout
+    return seconds, done.stdout, done.stderr
 
 
 def equivalent(api: Any, pool: str, flow: str, deployment: str) -> dict[str, Any]:
@@ -295,36 +272,84 @@ def equivalent(api: Any, pool: str, flow: str, deployment: str) -> dict[str, Any
     }
 
 
-def part2(server: Any, rounds: int) -> dict[str, Any]:
+UP_CHILD = Path(__file__).with_name("_up_child.py")
+IMPORT_LINE = re.compile(r"^import time:\s+\d+ \|\s+(\d+) \|( +)(\S+)\s*$")
+
+
+def import_seconds_by_package(import_log: str) -> dict[str, float]:
+    """From an import log (-X importtime): the seconds spent importing each top-level package, counting
+    each first import once (its cumulative time, at the outermost level it appears)."""
+    totals: dict[str, float] = {}
+    for line in import_log.splitlines():
+        match = IMPORT_LINE.match(line)
+        if match and len(match.group(2)) == 1:  # outermost: imported by no module being imported
+            package = match.group(3).split(".")[0]
+            totals[package] = totals.get(package, 0.0) + int(match.group(1)) / 1e6
+    return dict(sorted(totals.items(), key=lambda kv: -kv[1]))
+
+
+def checkout(rev: str) -> tuple[Path, Path]:
+    """An older revision of this repository, with its own locked environment: (directory, its python)."""
+    import io
+    import tarfile
+
+    directory = Path(tempfile.mkdtemp(prefix="bench-pc-baseline-"))
+    repo = Path(__file__).resolve().parents[1]
+    archive = subprocess.run(["git", "archive", rev], cwd=repo, capture_output=True, check=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(directory, filter="data")
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT")}
+    subprocess.run(["uv", "sync", "--locked", "--quiet"], cwd=directory, env=env, check=True, timeout=600)
+    return directory, directory / ".venv" / "bin" / "python"
+
+
+def part2(server: Any, rounds: int, baseline: str | None) -> dict[str, Any]:
     import httpx
 
     from tests.support.fault_proxy import FaultProxy
 
+    repo = Path(__file__).resolve().parents[1]
     prefect_cli = str(Path(sys.executable).with_name("prefect"))
     workdir = Path(tempfile.mkdtemp(prefix="bench-pc-cli-"))
-    shutil.copytree(Path(__file__).resolve().parents[1] / "flows", workdir / "flows",
-                    ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
-    samples: dict[str, list[dict[str, Any]]] = {"ours": [], "cli": []}
+    shutil.copytree(repo / "flows", workdir / "flows", ignore=shutil.ignore_patterns("__pycache__"))
+    # variant -> (checkout, python) of the program + provider host; the CLI is this environment's `prefect`.
+    checkouts: dict[str, tuple[Path, Path]] = {"ours": (repo, Path(sys.executable))}
+    if baseline:
+        checkouts["before"] = checkout(baseline)
+    variants = [*checkouts, "cli"]
+    samples: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
+    imports: dict[str, dict[str, dict[str, float]]] = {}
     created: dict[str, dict[str, Any]] = {}
     api = httpx.Client(base_url=server.api_url, timeout=30)
+    version = "bench"
     try:
         with FaultProxy(server.api_url) as proxy:
             env = {**os.environ, "PREFECT_API_URL": proxy.api_url}
             env_ours = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-            # Round 0 warms both paths (page cache, .pyc files, the server) and is not reported.
-            for index in range(rounds + 1):
-                for variant in ("ours", "cli"):  # A B A B …
+            # Round 0 warms every path (page cache, .pyc files, the server); round 1 runs each variant with the
+            # import profiler on (which slows imports); neither is timed. Rounds 2… are the measured ones.
+            for index in range(rounds + 2):
+                profile = index == 1
+                for variant in variants:  # A B C A B C …
                     name = f"bench-pc2-{variant}-{index}"
                     proxy.clear_requests()
-                    if variant == "ours":
-                        seconds, out = run_timed(
-                            [sys.executable, "-m", "benchmarks.provider_cost", "--ours-up",
-                             proxy.api_url, name, name],
-                            cwd=Path(__file__).resolve().parents[1], env=env_ours,
-                        )  # fmt: skip
+                    if variant in checkouts:
+                        code, python = checkouts[variant]
+                        config = program_config(proxy.api_url, name, name)
+                        child_env = {**env_ours, "PYTHONPATH": str(code)}
+                        if profile:
+                            child_env["PYTHONPROFILEIMPORTTIME"] = "1"
+                        seconds, out, err = run_timed(
+                            [str(python), str(UP_CHILD), json.dumps(config)], cwd=code, env=child_env
+                        )
                         child = json.loads(out.strip().splitlines()[-1])
                         detail: dict[str, Any] = {"phases": child["phases"]}
                         version = child["version"]
+                        if profile:
+                            imports[variant] = {
+                                "program": import_seconds_by_package(err),
+                                "provider host": import_seconds_by_package(child["host_import_log"]),
+                            }
                     else:
                         (workdir / "prefect.yaml").write_text(
                             PREFECT_YAML.format(
@@ -332,11 +357,12 @@ def part2(server: Any, rounds: int) -> dict[str, Any]:
                                 version=version,
                             )
                         )  # fmt: skip
-                        pool_seconds, _ = run_timed(
-                            [prefect_cli, "work-pool", "create", name, "--type", "process"], env=env
+                        cli_env = {**env, "PYTHONPROFILEIMPORTTIME": "1"} if profile else env
+                        pool_seconds, _, pool_err = run_timed(
+                            [prefect_cli, "work-pool", "create", name, "--type", "process"], env=cli_env
                         )
-                        deploy_seconds, _ = run_timed(
-                            [prefect_cli, "deploy", "--no-prompt", "--name", name], cwd=workdir, env=env
+                        deploy_seconds, _, deploy_err = run_timed(
+                            [prefect_cli, "deploy", "--no-prompt", "--name", name], cwd=workdir, env=cli_env
                         )
                         seconds = pool_seconds + deploy_seconds
                         detail = {
@@ -345,13 +371,18 @@ def part2(server: Any, rounds: int) -> dict[str, Any]:
                                 "prefect deploy --no-prompt": deploy_seconds,
                             }
                         }
+                        if profile:
+                            imports[variant] = {
+                                "prefect work-pool create": import_seconds_by_package(pool_err),
+                                "prefect deploy": import_seconds_by_package(deploy_err),
+                            }
                     requests = proxy.requests
                     state = equivalent(api, name, "suggest-activity", name)
                     deployment_id = state.pop("id")
                     created[variant] = state
                     api.delete(f"/deployments/{deployment_id}")
                     api.delete(f"/work_pools/{name}")
-                    if index > 0:
+                    if index > 1:
                         samples[variant].append(
                             {
                                 "seconds": seconds,
@@ -363,27 +394,32 @@ def part2(server: Any, rounds: int) -> dict[str, Any]:
     finally:
         api.close()
         shutil.rmtree(workdir, ignore_errors=True)
-    ours = [s["seconds"] for s in samples["ours"]]
-    cli = [s["seconds"] for s in samples["cli"]]
-    ratios = [o / c for o, c in zip(ours, cli, strict=True)]
-    phase_medians = {
-        variant: {p: round(median([s["phases"][p] for s in samples[variant]]), 3) for p in samples[variant][0]["phases"]}
-        for variant in samples
-    }  # fmt: skip
-    return {
+        for variant, (code, _) in checkouts.items():
+            if variant != "ours":
+                shutil.rmtree(code, ignore_errors=True)
+    seconds = {v: [s["seconds"] for s in samples[v]] for v in variants}
+    result: dict[str, Any] = {
         "rounds": rounds,
-        "same_result": created["ours"] == created["cli"],
-        "created_ours": created["ours"],
-        "created_cli": created["cli"],
-        "ours_seconds": summary(ours),
-        "cli_seconds": summary(cli),
-        "ratio_ours_over_cli_per_round": summary(ratios, 3),
-        "phase_medians": phase_medians,
-        "ours_requests": summary([s["requests"] for s in samples["ours"]], 0),
-        "cli_requests": summary([s["requests"] for s in samples["cli"]], 0),
-        "ours_writes": summary([s["writes"] for s in samples["ours"]], 0),
-        "cli_writes": summary([s["writes"] for s in samples["cli"]], 0),
+        "baseline": baseline,
+        "variants": variants,
+        "same_result": all(created[v] == created["cli"] for v in variants),
+        "created": created,
+        "seconds": {v: summary(seconds[v]) for v in variants},
+        "requests": {v: summary([s["requests"] for s in samples[v]], 0) for v in variants},
+        "writes": {v: summary([s["writes"] for s in samples[v]], 0) for v in variants},
+        "phase_medians": {
+            v: {p: round(median([s["phases"][p] for s in samples[v]]), 3) for p in samples[v][0]["phases"]}
+            for v in variants
+        },
+        "import_seconds": imports,
+        # Per-round ratios first, then their median: both sides of a ratio saw the same moment's load.
+        "ratios": {
+            f"{a} / {b}": summary([x / y for x, y in zip(seconds[a], seconds[b], strict=True)], 3)
+            for a, b in (("ours", "cli"), ("before", "cli"), ("ours", "before"))
+            if a in seconds and b in seconds
+        },
     }
+    return result
 
 
 def _prefect_version() -> str:
@@ -395,7 +431,7 @@ def _prefect_version() -> str:
 # ------------------------------------------------------------------------------------------------ report
 
 
-def targets(ops: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+def targets(ops: dict[str, dict[str, Any]], p2: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for resource in ("WorkPool", "Deployment"):
         noop = ops[resource]["no-op diff"]
@@ -424,28 +460,39 @@ def targets(ops: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         }
     )
     dep_update = ops["Deployment"]["update one field"]
-    body_keys = dep_update["write_body_keys"][0] if dep_update["write_body_keys"] else []
+    patches = [keys for w, keys in zip(dep_update["writes"], dep_update["write_body_keys"], strict=True)
+               if w == "PATCH /deployments/{id}"]  # fmt: skip
     rows.append(
         {
-            "target": "Deployment: update of one field writes only the changed object (no schedule calls)",
-            "measured": f"writes {dep_update['writes']}",
-            "met": dep_update["writes"] == ["PATCH /deployments/{id}"],
+            "target": "Deployment: update of one field sends only that field (no `work_pool_name`: the job "
+            "variables did not change)",
+            "measured": f"PATCH body keys {patches}",
+            "met": patches == [["description"]],
         }
     )
     rows.append(
         {
-            "target": "Deployment: update of one field sends only that field",
-            "measured": f"the PATCH body carries {len(body_keys)} fields ({', '.join(body_keys)}), "
-            "not only `description` (by design: the provider PATCHes the full field set)",
-            "met": body_keys == ["description"],
+            "target": "Deployment: update of one field reads nothing before writing, and no schedule call",
+            "measured": ", ".join(dep_update["request_list"]),
+            "met": dep_update["request_list"][0] == "PATCH /deployments/{id}"
+            and not any("/schedules" in r for r in dep_update["request_list"]),
         }
     )
     schedule = ops["Deployment"]["schedule change"]
     rows.append(
         {
-            "target": "Deployment: schedule change writes only the schedule",
-            "measured": f"writes {schedule['writes']}, body keys {schedule['write_body_keys']}",
-            "met": schedule["writes"] == ["PATCH /deployments/{id}/schedules/{id}"],
+            "target": "Deployment: schedule change writes only the schedule (and asks for its runs)",
+            "measured": f"writes {schedule['writes']}",
+            "met": schedule["writes"][0] == "PATCH /deployments/{id}/schedules/{id}"
+            and "PATCH /deployments/{id}" not in schedule["writes"],
+        }
+    )
+    ratio_ours = p2["ratios"]["ours / cli"]["median"]
+    rows.append(
+        {
+            "target": "create pool + deployment + schedule from nothing: at most 0.7 x the prefect CLI",
+            "measured": f"{ratio_ours:.2f} x (median of per-round ratios)",
+            "met": ratio_ours <= 0.7,
         }
     )
     return rows
@@ -468,60 +515,69 @@ def report(results: dict[str, Any]) -> str:
                     "<br>".join(data["request_list"]) or "—",
                 ]
             )
-    lines.append(
-        md_table(
-            [
-                "resource",
-                "operation",
-                "requests",
-                "writes",
-                "time",
-                "5xx retried (all rounds)",
-                "requests made",
-            ],
-            rows,
-        )
-    )
-    lines += ["", "### Targets", ""]
-    lines.append(targets_table(results["targets"]))
+    headers = [
+        "resource",
+        "operation",
+        "requests",
+        "writes",
+        "time",
+        "5xx retried (all rounds)",
+        "requests made",
+    ]
+    lines.append(md_table(headers, rows))
     p2 = results["part2"]
+    order = " ".join(p2["variants"])
     lines += [
         "",
-        f"### Create pool + deployment + cron schedule: ours vs the prefect CLI ({p2['rounds']} rounds, A B A B)",
+        f"### Create pool + deployment + cron schedule from nothing ({p2['rounds']} rounds, {order} in turn)",
         "",
     ]
+    names = {
+        "ours": "ours: program + provider host",
+        "before": f"before ({p2['baseline']}): program + provider host",
+        "cli": "prefect CLI: work-pool create + deploy",
+    }
+    rows = [
+        [names[v], fmt(p2["seconds"][v]["median"], 2, " s"), fmt(p2["seconds"][v]["min"], 2, " s"),
+         fmt(p2["seconds"][v]["max"], 2, " s"), int(p2["requests"][v]["median"]), int(p2["writes"][v]["median"])]
+        for v in p2["variants"]
+    ]  # fmt: skip
+    lines.append(md_table(["variant", "median", "min", "max", "requests", "writes"], rows))
+    lines += ["", f"same objects created by every variant: {met(p2['same_result'])}", ""]
     lines.append(
         md_table(
-            ["variant", "median", "min", "max", "requests", "writes", "same objects created"],
-            [
-                ["ours: program + provider host", fmt(p2["ours_seconds"]["median"], 2, " s"),
-                 fmt(p2["ours_seconds"]["min"], 2, " s"), fmt(p2["ours_seconds"]["max"], 2, " s"),
-                 int(p2["ours_requests"]["median"]), int(p2["ours_writes"]["median"]), met(p2["same_result"])],
-                ["prefect CLI: work-pool create + deploy", fmt(p2["cli_seconds"]["median"], 2, " s"),
-                 fmt(p2["cli_seconds"]["min"], 2, " s"), fmt(p2["cli_seconds"]["max"], 2, " s"),
-                 int(p2["cli_requests"]["median"]), int(p2["cli_writes"]["median"]), met(p2["same_result"])],
-            ],
+            ["ratio (per round, then median)", "median", "min", "max"],
+            [[name, f"{r['median']:.2f}", f"{r['min']:.2f}", f"{r['max']:.2f}"] for name, r in p2["ratios"].items()],
         )
     )  # fmt: skip
-    r = p2["ratio_ours_over_cli_per_round"]
+    lines += ["", "Where the time goes (phase medians, s):", ""]
+    phase_rows = [
+        [names[v], p, f"{t:.2f}"] for v in p2["variants"] for p, t in p2["phase_medians"][v].items()
+    ]
+    lines.append(md_table(["variant", "phase", "median"], phase_rows))
     lines += [
         "",
-        f"ratio ours / CLI: median {r['median']:.2f} (per round {r['min']:.2f} to {r['max']:.2f})",
+        "Imports by top-level package (s, one profiled run each, `-X importtime`; top 6 per process):",
         "",
-        "phase medians (s): " + json.dumps(p2["phase_medians"]),
     ]
+    import_rows = [
+        [names[v], process, ", ".join(f"{pkg} {t:.2f}" for pkg, t in list(packages.items())[:6]),
+         f"{sum(packages.values()):.2f}"]
+        for v, processes in p2["import_seconds"].items()
+        for process, packages in processes.items()
+    ]  # fmt: skip
+    lines.append(md_table(["variant", "process", "largest imports", "all imports"], import_rows))
+    lines += ["", "### Targets", "", targets_table(results["targets"])]
     return "\n".join(lines)
 
 
-def run(rounds: int) -> dict[str, Any]:
+def run(rounds: int, baseline: str | None) -> dict[str, Any]:
     results: dict[str, Any] = {}
     with prefect_server("pc") as server:
         results["server_start_seconds"] = round(server.start_seconds, 2)
         results["part1"] = part1(server, rounds)
-        results["part2"] = part2(server, rounds)
-    results["targets"] = targets(results["part1"]["operations"])
-    p2 = results["part2"]
-    results["ratio_ours_over_cli"] = ratio(p2["ours_seconds"]["median"], p2["cli_seconds"]["median"])
+        results["part2"] = part2(server, rounds, baseline)
+    results["targets"] = targets(results["part1"]["operations"], results["part2"])
     return results
 
 
@@ -529,14 +585,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7, help="measured rounds (>= 5), after one warm-up")
     parser.add_argument(
-        "--ours-up", nargs=3, metavar=("API_URL", "POOL", "DEPLOYMENT"), help=argparse.SUPPRESS
+        "--baseline",
+        metavar="REV",
+        help="also time the program + provider host of this git revision (its own `uv sync --locked`)",
+    )
+    parser.add_argument(
+        "--no-bytecode-cache",
+        action="store_true",
+        help="every interpreter compiles from source (PYTHONDONTWRITEBYTECODE=1); results in "
+        f"{NAME}_no_bytecode_cache.json",
     )
     args = parser.parse_args()
     isolate_prefect_home()
-    if args.ours_up:
-        ours_up_child(*args.ours_up)
-        return
-    results, path = record_run(NAME, lambda: run(args.rounds))
+    # Every interpreter (ours, before, the CLI) keeps its compiled bytecode in one fresh folder: written in the
+    # warm-up round and used after it, as a user's machine does after the first run; or, with
+    # --no-bytecode-cache, never written nor found (this machine's environment sets PYTHONDONTWRITEBYTECODE=1,
+    # under which every interpreter compiles all of Prefect, Pulumi, … from source each time).
+    name = f"{NAME}_no_bytecode_cache" if args.no_bytecode_cache else NAME
+    os.environ["PYTHONPYCACHEPREFIX"] = pycache = tempfile.mkdtemp(prefix="bench-pc-pycache-")
+    atexit.register(shutil.rmtree, pycache, ignore_errors=True)
+    if args.no_bytecode_cache:
+        os.environ["PYTHONDONTWRITEBYTECODE"] = "1"
+    else:
+        os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    results, path = record_run(name, lambda: run(args.rounds, args.baseline))
     print(report(results))
     print(f"\nraw results: {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
 

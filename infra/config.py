@@ -16,6 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pulumi
 
+from infra import prefect_snapshots
 from infra.prefect import (
     CLOUD_ONLY_POOL_TYPES,
     cron_problem,
@@ -23,7 +24,12 @@ from infra.prefect import (
     timezone_problem,
     work_pool_name_problem,
 )
-from infra.prefect.validation import api_key_problem, auth_string_problem, whitespace_problem
+from infra.prefect.validation import (
+    api_key_problem,
+    auth_string_problem,
+    validation_failure,
+    whitespace_problem,
+)
 
 PROJECT = "suggest-activity"
 DEFAULT_BASE_IMAGE = "python:3.12-slim"
@@ -530,8 +536,6 @@ def _registry_problem(registry: str) -> str | None:
 
 def flow_parameters_problem(parameters: dict[str, Any]) -> str | None:
     """Validate flow parameters against the flow's own schema, the one the deployment will enforce."""
-    from prefect.utilities.schema_tools import ValidationError, validate
-
     from flows.bored_api import validate_filters
 
     schema = flow_parameter_schema()
@@ -539,19 +543,19 @@ def flow_parameters_problem(parameters: dict[str, Any]) -> str | None:
     if unknown:
         return f"unknown flow parameter(s) {', '.join(unknown)}; the flow takes {', '.join(schema['properties'])}"
     fix = f"fix: pulumi config set --path '{PROJECT}:flowParameters.<name>' <value>"
+    # The message of Prefect's own `validate(..., raise_on_error=True)`, without importing Prefect.
+    failure = validation_failure(parameters, schema)
+    if failure:
+        return f"{failure}; {fix}"
     try:
-        validate(parameters, schema, raise_on_error=True)
         # The schema says only "string" and "integer"; the flow's own filter rules say which values.
         validate_filters(parameters.get("activity_type"), parameters.get("participants"))
-    except (ValidationError, ValueError) as error:
+    except ValueError as error:
         return f"{error}; {fix}"
     return None
 
 
 def flow_parameter_schema() -> dict[str, Any]:
-    """The parameter schema `flow.deploy()` would send, computed by Prefect from the flow function."""
-    from prefect.utilities.callables import parameter_schema
-
-    from flows.suggest_activity import suggest_activity
-
-    return parameter_schema(suggest_activity).model_dump(exclude_unset=True)
+    """The parameter schema `flow.deploy()` would send: Prefect's, committed (infra/prefect_snapshots.py)
+    so that the program does not import Prefect to compute it."""
+    return prefect_snapshots.flow_parameter_schema()

@@ -11,6 +11,7 @@ from infra.flow_deployment import daily_deployment
 from infra.image import flow_image
 from infra.prefect import WorkPool
 from infra.prefect.client import ui_base_url
+from infra.prefect_snapshots import worker_base_job_template
 from infra.worker import worker_containers
 
 
@@ -25,6 +26,8 @@ def main(project_dir: Path | None = None) -> None:
         type=config.pool_type,
         description=f"Runs the suggest-activity flow ({config.stack} stack).",
         concurrency_limit=config.pool_concurrency_limit,
+        # The template of the worker this program runs (the locked version), not the server's copy.
+        base_job_template=worker_base_job_template(config.pool_type),
         # Nothing goes to Prefect before the image is built (and pushed): the engine would otherwise create the
         # pool in parallel with the build, and a failed build or push would leave it behind.
         opts=pulumi.ResourceOptions(depends_on=[image.resource]),

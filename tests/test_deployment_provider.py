@@ -18,7 +18,7 @@ from pulumi.output import Unknown
 from pulumi.runtime import rpc
 
 from infra.prefect import Deployment, DeploymentProvider
-from infra.prefect.job_templates import default_base_job_template
+from infra.prefect_snapshots import worker_base_job_template
 from tests.support.fault_proxy import FaultProxy
 from tests.support.prefect_server import PrefectServer
 from tests.support.provider_host import BoundResource, ProviderCallError, ProviderHost
@@ -45,7 +45,7 @@ def deployments(host: ProviderHost) -> BoundResource:
 @pytest.fixture(scope="module")
 def pool(prefect_server: PrefectServer) -> str:
     name = f"deployments-{uuid.uuid4().hex[:6]}"
-    body = {"name": name, "type": "process", "base_job_template": default_base_job_template("process")}
+    body = {"name": name, "type": "process", "base_job_template": worker_base_job_template("process")}
     httpx.post(f"{prefect_server.api_url}/work_pools/", json=body).raise_for_status()
     return name
 
@@ -194,7 +194,14 @@ def test_create_posts_once_and_outputs_reflect_the_server(
     before = datetime.now(UTC)
     id_, outputs = deployments.create(inputs)
     writes = [(w.method, w.path) for w in proxy.writes()]
-    assert writes == [("POST", "/api/flows/"), ("POST", "/api/deployments/")]  # get-or-create flow, one POST
+    assert writes == [
+        ("POST", "/api/flows/"),  # get-or-create the flow
+        ("POST", "/api/deployments/"),  # the deployment with its schedules, once
+        (
+            "POST",
+            f"/api/deployments/{id_}/schedule",
+        ),  # its runs, now rather than at the scheduler's next loop
+    ]
 
     server = api.get(f"/deployments/{id_}").json()
     assert outputs["deployment_id"] == id_ == server["id"]
@@ -244,6 +251,7 @@ def test_adopt_existing_patches_and_reconciles_instead_of_posting(
         ("POST", "/api/flows/"),
         ("PATCH", f"/api/deployments/{id_}"),
         ("DELETE", f"/api/deployments/{id_}/schedules/{weekly_id}"),
+        ("POST", f"/api/deployments/{id_}/schedule"),
     ]
     assert outputs["description"] == api.get(f"/deployments/{id_}").json()["description"] == "adopted"
     assert outputs["schedule_ids"] == {"morning": created.outputs["schedule_ids"]["morning"]}
@@ -319,6 +327,7 @@ def test_schedule_edits_keep_ids_and_send_only_the_needed_calls(
         ("DELETE", f"{base}/schedules/{ids['weekly']}"),
         ("PATCH", f"{base}/schedules/{ids['morning']}"),
         ("POST", f"{base}/schedules"),
+        ("POST", f"{base}/schedule"),  # the runs the first two deleted, back at once
     ]  # and no PATCH of the deployment itself: none of its fields changed
     assert outputs["schedule_ids"]["morning"] == ids["morning"]  # edited in place, not recreated
     assert set(outputs["schedule_ids"]) == {"morning", "evening"}
@@ -334,22 +343,15 @@ def test_schedule_edits_keep_ids_and_send_only_the_needed_calls(
     proxy.clear_requests()
     again = deployments.checked({**news, "description": "new words"})
     outputs = deployments.update(created.id, outputs, again)
-    (write,) = proxy.writes()
-    assert (write.method, write.path) == ("PATCH", base)
-    assert write.body["work_pool_name"] == created.inputs["work_pool_name"]  # so job variables are validated
-    assert set(write.body) >= {
-        "parameters",
-        "job_variables",
-        "tags",
-        "paused",
-        "concurrency_limit",
-        "entrypoint",
-    }
+    assert [(w.method, w.path, w.body) for w in proxy.writes()] == [
+        ("PATCH", base, {"description": "new words"}),
+        ("POST", f"{base}/schedule", {}),
+    ]
     assert outputs["schedule_ids"]["morning"] == ids["morning"]
 
 
-def test_update_of_fields_patches_the_full_set(
-    deployments: BoundResource, created: Created, api: httpx.Client
+def test_update_of_several_fields_patches_those_fields(
+    deployments: BoundResource, created: Created, proxy: FaultProxy, api: httpx.Client
 ) -> None:
     news = deployments.checked(
         {
@@ -361,7 +363,18 @@ def test_update_of_fields_patches_the_full_set(
             "paused": True,
         }
     )
+    proxy.clear_requests()
     outputs = deployments.update(created.id, created.outputs, news)
+    (patch,) = proxy.writes()  # paused: no runs to schedule
+    # A new queue is placed in the deployment's pool, which the body must therefore name.
+    assert set(patch.body) == {
+        "parameters",
+        "tags",
+        "concurrency_limit",
+        "work_queue_name",
+        "paused",
+        "work_pool_name",
+    }
     server = api.get(f"/deployments/{created.id}").json()
     assert server["parameters"] == {"who": "Grace", "count": 2}
     assert (server["tags"], server["work_queue_name"], server["paused"]) == (["changed"], "priority", True)
@@ -373,6 +386,74 @@ def test_update_of_fields_patches_the_full_set(
     outputs = deployments.update(created.id, outputs, unlimited)
     assert api.get(f"/deployments/{created.id}").json()["global_concurrency_limit"] is None
     assert "concurrency_limit" not in outputs
+
+
+def test_a_one_field_update_sends_that_field_and_reads_only_the_result(
+    deployments: BoundResource, created: Created, proxy: FaultProxy
+) -> None:
+    """What `pulumi up` sends for a changed description: Check and Diff ask nothing, Update PATCHes the
+    one field (no GET before it, no GET of the pool: the job variables did not change)."""
+    proxy.clear_requests()
+    news = deployments.checked({**created.inputs, "description": "one field"})
+    assert deployments.diff(created.id, created.outputs, news).changes is True
+    outputs = deployments.update(created.id, created.outputs, news)
+    base = f"/api/deployments/{created.id}"
+    assert [(r.method, r.path, r.body) for r in proxy.requests] == [
+        ("PATCH", base, {"description": "one field"}),
+        ("POST", f"{base}/schedule", {}),  # the runs the PATCH deleted, back at once
+        ("GET", base, None),  # the result, as outputs
+        ("POST", "/api/flow_runs/filter", proxy.requests[-1].body),  # the next run, as an output
+    ]
+    assert outputs["description"] == "one field"
+    assert outputs["schedule_ids"] == created.outputs["schedule_ids"]
+
+
+def test_changed_job_variables_are_sent_with_the_pool_so_the_server_validates_them(
+    deployments: BoundResource, created: Created, proxy: FaultProxy, api: httpx.Client
+) -> None:
+    proxy.clear_requests()
+    news = deployments.checked({**created.inputs, "job_variables": {"env": {"MODE": "changed"}}})
+    deployments.update(created.id, created.outputs, news)
+    pool = created.inputs["work_pool_name"]
+    (patch,) = [r for r in proxy.requests if r.method == "PATCH"]
+    assert patch.body == {"work_pool_name": pool, "job_variables": {"env": {"MODE": "changed"}}}
+    assert ("GET", f"/api/work_pools/{pool}") in [(r.method, r.path) for r in proxy.requests]
+    server = api.get(f"/deployments/{created.id}").json()
+    assert (server["job_variables"], server["work_queue_name"]) == ({"env": {"MODE": "changed"}}, "default")
+
+
+def scheduled_runs(api: httpx.Client, deployment_id: str) -> dict[str, str]:
+    """The deployment's future SCHEDULED runs: id -> expected start time."""
+    runs = api.post(
+        "/flow_runs/filter",
+        json={
+            "flow_runs": {
+                "deployment_id": {"any_": [deployment_id]},
+                "state": {"type": {"any_": ["SCHEDULED"]}},
+            }
+        },
+    ).json()
+    return {run["id"]: run["expected_start_time"] for run in runs}
+
+
+def test_future_runs_after_a_description_change_are_there_at_the_same_times(
+    deployments: BoundResource, created: Created, api: httpx.Client
+) -> None:
+    """Prefect deletes a deployment's future auto-scheduled runs on every PATCH of it, whatever the field
+    (prefect/server/models/deployments.py `update_deployment` calls `_delete_scheduled_runs` unconditionally),
+    so no request can change a description and keep the runs' ids. What the provider guarantees: the runs
+    are back, at the same times, before the update returns (not at the scheduler's next loop)."""
+    before = scheduled_runs(api, created.id)
+    assert before, "create scheduled no runs"
+    news = deployments.checked({**created.inputs, "description": "runs stay"})
+    outputs = deployments.update(created.id, created.outputs, news)
+    after = scheduled_runs(api, created.id)
+    assert sorted(after.values()) == sorted(before.values())
+    assert (
+        outputs["next_run_time"]
+        == created.outputs["next_run_time"]
+        == iso(min(datetime.fromisoformat(t) for t in after.values()))
+    )
 
 
 def test_update_rejects_job_variables_the_pool_does_not_accept(
@@ -482,16 +563,7 @@ def test_read_with_only_an_id_recovers_the_flow_name(deployments: BoundResource,
 
 
 def scheduled_run_ids(api: httpx.Client, deployment_id: str) -> set[str]:
-    runs = api.post(
-        "/flow_runs/filter",
-        json={
-            "flow_runs": {
-                "deployment_id": {"any_": [deployment_id]},
-                "state": {"type": {"any_": ["SCHEDULED"]}},
-            }
-        },
-    ).json()
-    return {run["id"] for run in runs}
+    return set(scheduled_runs(api, deployment_id))
 
 
 def test_adding_a_schedule_keeps_the_runs_already_scheduled(

@@ -33,10 +33,16 @@ from infra.prefect import (
     work_pool_ui_url,
 )
 from infra.prefect.client import parse_retry_after
-from infra.prefect.job_templates import default_base_job_template
 from infra.prefect.props import canonical, from_wire, same
-from infra.prefect.schedules import plan, with_defaults
-from infra.prefect.validation import base_job_template_problem, values_problems
+from infra.prefect.schedules import as_server, format_time, from_server, next_fire_time, plan, with_defaults
+from infra.prefect.validation import (
+    base_job_template_problem,
+    placeholder_names,
+    validation_failure,
+    values_errors,
+    values_problems,
+)
+from infra.prefect_snapshots import flow_parameter_schema, worker_base_job_template
 from tests.support.prefect_server import PrefectServer
 
 ACCOUNT = "9b8a2f3e-1c4d-4e5f-8a9b-0c1d2e3f4a5b"
@@ -273,18 +279,105 @@ def test_pool_types() -> None:
 
 
 def test_base_job_templates() -> None:
-    process = default_base_job_template("process")
-    docker = default_base_job_template("docker")
-    assert process is not None and docker is not None
+    process = worker_base_job_template("process")
+    docker = worker_base_job_template("docker")
     assert "image" in docker["variables"]["properties"]  # from prefect-docker's DockerWorker
-    assert base_job_template_problem(process) is None
+    assert base_job_template_problem(process) is None and base_job_template_problem(docker) is None
     assert base_job_template_problem({}) is None
     assert "job_configuration" in (base_job_template_problem({"variables": {"properties": {}}}) or "")
     undeclared = {"job_configuration": {"command": "{{ cmd }}"}, "variables": {"properties": {}}}
     assert "uses cmd" in (base_job_template_problem(undeclared) or "")
     bad_schema = {"job_configuration": {"c": "x"}, "variables": {"type": "nonsense", "properties": {}}}
     assert "not a valid JSON schema" in (base_job_template_problem(bad_schema) or "")
-    assert default_base_job_template("prefect:managed") is None  # Cloud's own default applies
+
+
+# --- the checks that reproduce Prefect's, held against Prefect's own code ---------------------------
+
+
+@pytest.mark.parametrize(
+    "cron",
+    ["0 9 * * *", "*/5 * * * *", "0 9 * * 1-5", "0 9 * * MON-FRI", "0 9 * * 7", "0 9 L * *", "0 9 * * 1#2",
+     "61 * * * *", "0 24 * * *", "*/0 * * * *", "H * * * *", "R 9 * * *", "0 9 * * 8",
+     "0 9 ? * *", "a b c d e"],
+)  # fmt: skip
+def test_cron_check_agrees_with_prefects_validator(cron: str) -> None:
+    from prefect._internal.schemas.validators import validate_cron_string
+
+    try:
+        validate_cron_string(cron)
+        prefect_accepts = True
+    except ValueError:
+        prefect_accepts = False
+    assert (cron_problem(cron) is None) == prefect_accepts
+
+
+def test_cron_check_is_stricter_than_prefect_where_its_scheduler_plans_nothing() -> None:
+    """Prefect's validator accepts a date that never comes; its scheduler then plans no run at all."""
+    from prefect._internal.schemas.validators import validate_cron_string
+
+    validate_cron_string("0 9 31 2 *")  # accepted by the server...
+    assert "never fires" in (cron_problem("0 9 31 2 *") or "")  # ...refused by us before anything is created
+
+
+def test_timezone_check_uses_prefects_list() -> None:
+    from prefect.types._datetime import get_timezones
+
+    from infra.prefect.validation import _timezones
+
+    assert _timezones() == set(get_timezones())
+
+
+@pytest.mark.parametrize(
+    "template",
+    [worker_base_job_template("process")["job_configuration"], worker_base_job_template("docker")["job_configuration"],
+     {"a": "{{ x }}{{y.z}} {{ $HOME }} {{prefect.variables.v}} {{ bad name }}", "b": ["{{ k[0] }}", 3, None]}],
+)  # fmt: skip
+def test_placeholders_are_found_like_prefect_finds_them(template: Any) -> None:
+    from prefect.utilities.templating import find_placeholders
+
+    assert placeholder_names(template) == {p.name for p in find_placeholders(template)}
+
+
+SCHEMA_CASES: list[tuple[dict[str, Any], dict[str, Any]]] = [
+    (flow_parameter_schema(), {"participants": "two"}),
+    (flow_parameter_schema(), {"activity_type": None, "participants": 2}),
+    (flow_parameter_schema(), {"api_url": 5, "participants": 1.5}),
+    (worker_base_job_template("process")["variables"], {"env": 5, "command": ["x"], "working_dir": 1}),
+    (worker_base_job_template("docker")["variables"], {"image": "x", "image_pull_policy": "Sometimes"}),
+    (worker_base_job_template("docker")["variables"], {"env": {"A": None}, "container_create_kwargs": "no"}),
+    (
+        {"type": "object", "required": ["n"],
+         "properties": {"n": {"type": "integer"}, "o": {"type": "string"}, "t": {"type": "array", "items": [{"type": "integer"}]},
+                        "nested": {"type": "object", "required": ["m"], "properties": {"m": {"type": "string"}}}}},
+        {"o": None, "t": ["x"], "nested": {}},
+    ),
+    (
+        {"type": "object", "properties": {"b": {"$ref": "#/definitions/Blk"}},
+         "definitions": {"Blk": {"title": "Blk", "block_type_slug": "s", "type": "object", "properties": {"v": {"type": "string"}}}}},
+        {"b": {"$ref": {"block_document_id": "abc"}}},
+    ),
+    ({"type": "object", "properties": {"id": {"type": "string", "format": "uuid"}}}, {"id": "not-a-uuid"}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("schema", "values"), SCHEMA_CASES)
+def test_values_are_validated_exactly_like_prefect_validates_them(
+    schema: dict[str, Any], values: dict[str, Any]
+) -> None:
+    from prefect.utilities.schema_tools import ValidationError, validate
+
+    # The server's way (parameters and job variables): every error, `required` ignored.
+    theirs = validate(values, schema, raise_on_error=False, preprocess=True, ignore_required=True)
+    assert values_errors(values, schema) == [
+        (".".join(str(p) for p in e.absolute_path) or "(all)", e.message) for e in theirs
+    ]
+    # The stack config's way: the first error, as a message.
+    try:
+        validate(values, schema, raise_on_error=True)
+        expected = None
+    except ValidationError as error:
+        expected = str(error)
+    assert validation_failure(values, schema) == expected
 
 
 def test_values_are_validated_like_the_server_does() -> None:
@@ -302,6 +395,47 @@ def test_wire_values_compare_equal_to_server_values() -> None:
     assert from_wire(wire) == {"limit": 3, "tpl": {"b": 1, "a": {}}, "list": [None, 2.5]}
     assert same({"b": 1, "a": {"x": None}}, {"a": {}, "b": 1.0})
     assert canonical({"b": 1, "a": 2}) == canonical({"a": 2, "b": 1})
+
+
+def test_schedules_rebuilt_from_outputs_are_the_servers() -> None:
+    cron = {"id": "1", "slug": "s", "active": False, "parameters": {"n": 1},
+            "schedule": {"cron": "0 9 * * *", "timezone": "Europe/Athens", "day_or": False}}  # fmt: skip
+    from_ui = {"id": "2", "slug": None, "active": True, "parameters": {}, "schedule": {"interval": 3600.0}}
+    for server in (cron, from_ui):
+        spec = from_server(server)
+        assert from_server(as_server(spec, server["id"])) == spec
+        assert plan([spec], [as_server(spec, server["id"])]).update == []
+
+
+@pytest.mark.parametrize(
+    ("cron", "timezone", "after"),
+    [
+        ("0 9 * * *", "Europe/Athens", datetime(2026, 11, 28, 12, 0, 7, tzinfo=UTC)),
+        ("0 18 * * 5", "UTC", datetime(2026, 11, 28, 12, 0, tzinfo=UTC)),
+        ("*/15 * * * *", "America/New_York", datetime(2026, 11, 28, 12, 7, tzinfo=UTC)),
+        ("0 9 * * *", "Europe/Berlin", datetime(2026, 3, 28, 12, 0, tzinfo=UTC)),  # the day of a DST change
+        ("0 9 * * 1-5", "Asia/Kolkata", datetime(2026, 11, 28, 12, 0, tzinfo=UTC)),
+    ],
+)
+def test_the_fallback_next_fire_time_agrees_with_prefects_scheduler(
+    cron: str, timezone: str, after: datetime
+) -> None:
+    import asyncio
+
+    from prefect.server.schemas.schedules import CronSchedule
+
+    # A loop of its own, never made current: asyncio.run would leave none behind for the Pulumi mocks of
+    # later tests (in this process, `asyncio.get_event_loop()` would then raise).
+    loop = asyncio.new_event_loop()
+    try:
+        (expected,) = loop.run_until_complete(
+            CronSchedule(cron=cron, timezone=timezone).get_dates(n=1, start=after)
+        )
+    finally:
+        loop.close()
+    assert next_fire_time([{"slug": "s", "cron": cron, "timezone": timezone}], after=after) == format_time(
+        expected
+    )
 
 
 def test_schedule_plan_touches_only_what_changed() -> None:

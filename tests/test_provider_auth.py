@@ -30,6 +30,7 @@ from tests.support.provider_host import (
 )
 
 AUTH = "pulumi-user:s3cret-pass"
+TEMPLATE = {"job_configuration": {"command": "{{ command }}"}, "variables": {"properties": {"command": {}}}}
 ACCOUNT = "9b8a2f3e-1c4d-4e5f-8a9b-0c1d2e3f4a5b"
 WORKSPACE = "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d"
 
@@ -82,7 +83,10 @@ def test_missing_or_wrong_credentials_fail_with_a_clear_401(
     ):
         pools.create(pools.checked({"name": unique()}))
     message = error.value.message
-    assert "PrefectApiError: Prefect API POST /work_pools/ failed: 401 Unauthorized" in message
+    # The first request of a create without a template asks the server for its default template.
+    assert (
+        "PrefectApiError: Prefect API GET /collections/views/aggregate-worker-metadata failed: 401" in message
+    )
     assert "prefect:authString" in message and "PREFECT_API_AUTH_STRING" in message
     assert "Gave up" not in message  # a 401 is not retried
 
@@ -109,23 +113,25 @@ def test_without_any_url_the_error_says_how_to_set_one() -> None:
 
 
 def test_cloud_requests_use_the_workspace_path_and_a_bearer_key(prefect_server: PrefectServer) -> None:
-    """A Cloud-shaped URL served by a recording proxy: the request that would reach Prefect Cloud."""
+    """A Cloud-shaped URL served by a recording proxy: the requests that would reach Prefect Cloud."""
     with FaultProxy(prefect_server.api_url) as proxy:
-        cloud_url = f"{proxy.base_url}/api/accounts/{ACCOUNT}/workspaces/{WORKSPACE}"
-        config = {"prefect:apiUrl": cloud_url, "prefect:apiKey": "pnu_test_key"}
+        workspace = f"/api/accounts/{ACCOUNT}/workspaces/{WORKSPACE}"
+        config = {"prefect:apiUrl": f"{proxy.base_url}{workspace}", "prefect:apiKey": "pnu_test_key"}
         with work_pools(config, secret_keys=("prefect:apiKey",)) as pools:
             # Cloud-only pool types are accepted once the URL is a Cloud workspace.
             managed = pools.check({"name": "managed-pool", "type": "prefect:managed"})
             assert managed.failures == []
-            assert "base_job_template" not in managed  # Cloud's own default template applies
-            with pytest.raises(ProviderCallError):  # the OSS server behind the proxy has no such route
+            # Without a template, the default is Cloud's for the type: asked of the workspace, which the
+            # self-hosted server behind the proxy does not serve.
+            with pytest.raises(ProviderCallError) as error:
                 pools.create(pools.checked({"name": "cloud-pool"}))
-        (request,) = proxy.writes()
-    assert (request.method, request.path) == (
-        "POST",
-        f"/api/accounts/{ACCOUNT}/workspaces/{WORKSPACE}/work_pools/",
-    )
-    assert request.headers["Authorization"] == "Bearer pnu_test_key"
+            assert "No default base job template for work pool type 'process'" in error.value.message
+            with pytest.raises(ProviderCallError):  # the OSS server behind the proxy has no such route
+                pools.create(pools.checked({"name": "cloud-pool", "base_job_template": TEMPLATE}))
+        metadata, create = proxy.requests
+    assert (metadata.method, metadata.path) == ("GET", f"{workspace}/collections/work_pool_types")
+    assert (create.method, create.path) == ("POST", f"{workspace}/work_pools/")
+    assert metadata.headers["Authorization"] == create.headers["Authorization"] == "Bearer pnu_test_key"
 
 
 def test_cloud_without_an_api_key_fails_before_sending_anything() -> None:

@@ -20,6 +20,7 @@ from infra.prefect import (
     WorkPoolProvider,
 )
 from infra.prefect.client import RetryPolicy
+from infra.prefect_snapshots import worker_base_job_template
 from tests.support.fault_proxy import Fault, FaultProxy
 from tests.support.prefect_server import free_port
 from tests.support.provider_host import BoundResource, ProviderCallError, ProviderHost, host_env
@@ -51,12 +52,17 @@ def unique(prefix: str = "retry") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
+def pool_inputs(pools: BoundResource) -> dict[str, object]:
+    """A new pool declared like the program declares one: with its worker's template (no other request)."""
+    return pools.checked({"name": unique(), "base_job_template": worker_base_job_template("process")})
+
+
 def create_pool(pools: BoundResource) -> tuple[str, dict[str, object]]:
-    return pools.create(pools.checked({"name": unique()}))
+    return pools.create(pool_inputs(pools))
 
 
 def test_503s_are_retried_and_the_create_succeeds(pools: BoundResource, proxy: FaultProxy) -> None:
-    inputs = pools.checked({"name": unique()})
+    inputs = pool_inputs(pools)
     proxy.inject(Fault.UNAVAILABLE, count=2)
     started = time.monotonic()
     id_, outputs = pools.create(inputs)
@@ -97,7 +103,7 @@ def test_an_ambiguous_failure_of_a_create_is_not_blindly_repeated(
     pools: BoundResource, proxy: FaultProxy
 ) -> None:
     """After a 502 the pool may exist: repeating the POST would turn success into a confusing 409."""
-    inputs = pools.checked({"name": unique()})
+    inputs = pool_inputs(pools)
     proxy.inject(Fault.BAD_GATEWAY, methods=["POST"], path_contains="/work_pools/")
     with pytest.raises(ProviderCallError) as error:
         pools.create(inputs)
@@ -133,7 +139,7 @@ def test_a_deployment_create_survives_faults_on_every_kind_of_call(
 def test_a_server_that_stays_down_ends_in_a_clear_error_within_the_budget(
     pools: BoundResource, proxy: FaultProxy
 ) -> None:
-    inputs = pools.checked({"name": unique()})
+    inputs = pool_inputs(pools)
     proxy.inject(Fault.UNAVAILABLE, count=None)
     started = time.monotonic()
     with pytest.raises(ProviderCallError) as error:

@@ -15,9 +15,10 @@ import httpx
 import pytest
 
 from infra.prefect import WorkPool, WorkPoolProvider
-from infra.prefect.job_templates import default_base_job_template
+from infra.prefect.job_templates import SELF_HOSTED_METADATA_PATH
 from infra.prefect.props import same
-from tests.support.fault_proxy import FaultProxy
+from infra.prefect_snapshots import worker_base_job_template
+from tests.support.fault_proxy import Fault, FaultProxy
 from tests.support.provider_host import (
     BoundResource,
     ProviderCallError,
@@ -48,7 +49,15 @@ class Created:
 
 @pytest.fixture
 def created(pools: BoundResource) -> Created:
-    inputs = pools.checked({"name": unique(), "description": "made by Pulumi", "concurrency_limit": 2})
+    """A pool declared like the program declares it: with its worker's template."""
+    inputs = pools.checked(
+        {
+            "name": unique(),
+            "description": "made by Pulumi",
+            "concurrency_limit": 2,
+            "base_job_template": worker_base_job_template("process"),
+        }
+    )
     id_, outputs = pools.create(inputs)
     return Created(id_, inputs, outputs)
 
@@ -74,16 +83,63 @@ def test_settings_come_from_configure(created: Created, proxy: FaultProxy) -> No
 # --- check ----------------------------------------------------------------------------------------
 
 
-def test_check_fills_defaults_including_the_workers_template(pools: BoundResource) -> None:
+def servers_default_template(api: httpx.Client, pool_type: str) -> dict[str, Any]:
+    """What the server offers for `pool_type`, read straight from it (the UI's "create work pool" default)."""
+    metadata = api.get(SELF_HOSTED_METADATA_PATH).raise_for_status().json()
+    (template,) = [
+        worker["default_base_job_configuration"]
+        for collection in metadata.values()
+        for worker in collection.values()
+        if worker.get("type") == pool_type
+    ]
+    return dict(template)
+
+
+def test_check_fills_defaults_and_asks_nothing_of_the_server(pools: BoundResource, proxy: FaultProxy) -> None:
+    proxy.clear_requests()
     result = pools.check({"name": "defaults"})
     assert result.failures == []
     assert (result["type"], result["paused"], result["adopt_existing"]) == ("process", False, False)
-    assert same(result["base_job_template"], default_base_job_template("process"))
-    docker = pools.checked({"name": "defaults", "type": "docker"})
-    assert "image" in docker["base_job_template"]["variables"]["properties"]
+    assert "base_job_template" not in result  # the server's default, taken when the pool is created
+    assert proxy.requests == []  # a preview needs no server
 
 
-PROCESS_TEMPLATE = default_base_job_template("process")
+@pytest.mark.parametrize("pool_type", ["process", "docker"])
+def test_create_without_a_template_sends_the_servers_default(
+    pools: BoundResource, proxy: FaultProxy, api: httpx.Client, pool_type: str
+) -> None:
+    proxy.clear_requests()
+    id_, outputs = pools.create(pools.checked({"name": unique(), "type": pool_type}))
+    assert [(r.method, r.path) for r in proxy.requests] == [
+        ("GET", f"/api{SELF_HOSTED_METADATA_PATH}"),
+        ("POST", "/api/work_pools/"),
+    ]
+    expected = servers_default_template(api, pool_type)
+    assert same(proxy.requests[1].body["base_job_template"], expected)
+    assert same(outputs["base_job_template"], expected)
+    # Not declared, so not managed: the same program shows no change on the next `up`.
+    assert (
+        pools.diff(id_, outputs, pools.checked({"name": outputs["name"], "type": pool_type})).changes is False
+    )
+
+
+def test_a_server_that_cannot_give_a_default_template_fails_the_create_clearly(
+    pools: BoundResource, proxy: FaultProxy
+) -> None:
+    proxy.clear_requests()
+    proxy.inject(Fault.UNAVAILABLE, count=None, path_contains="/collections/")
+    try:
+        with pytest.raises(ProviderCallError) as error:
+            pools.create(pools.checked({"name": unique()}))
+    finally:
+        proxy.clear_faults()
+    message = error.value.message
+    assert "No default base job template for work pool type 'process'" in message
+    assert "503 Service Unavailable" in message and "set base_job_template on this WorkPool" in message
+    assert proxy.writes() == []
+
+
+PROCESS_TEMPLATE = worker_base_job_template("process")
 
 
 @pytest.mark.parametrize(
@@ -129,7 +185,7 @@ def test_check_accepts_a_user_template(pools: BoundResource) -> None:
 # --- create / read --------------------------------------------------------------------------------
 
 
-def test_create_sends_the_default_template_so_job_variables_are_validated(
+def test_create_sends_the_declared_template_so_job_variables_are_validated(
     created: Created, api: httpx.Client
 ) -> None:
     pool = api.get(f"/work_pools/{created.name}").json()
@@ -288,7 +344,8 @@ def test_adopt_existing_takes_over_and_patches(
     assert [(w.method, w.path) for w in proxy.writes()] == [("PATCH", f"/api/work_pools/{name}")]
     pool = api.get(f"/work_pools/{name}").json()
     assert pool["description"] == outputs["description"] == "new"
-    assert same(pool["base_job_template"], PROCESS_TEMPLATE)  # it had none: now validated
+    # It had none: now it has the server's default, and job variables are validated.
+    assert same(pool["base_job_template"], servers_default_template(api, "process"))
 
 
 def test_adopt_refuses_a_pool_of_another_type(pools: BoundResource, api: httpx.Client) -> None:

@@ -1,38 +1,42 @@
 """The `Deployment` dynamic resource: a Prefect deployment with cron schedules.
 
 Create POSTs the whole deployment once: `POST /deployments/` is an upsert on (flow, name) that resets
-whatever it is not sent, so it is never used to update. Update PATCHes the full desired field set (always
-with `work_pool_name`, which is what makes the server validate job variables) when any field differs from
-the server, then reconciles schedules by slug so that unchanged schedules keep their ids.
+whatever it is not sent, so it is never used to update (and create looks for an existing one first). Update
+PATCHes only the fields that changed (with `work_pool_name` only where the server needs it, see
+`_patch_body`), then reconciles schedules by slug through their own endpoints so that unchanged schedules
+keep their ids. It reads nothing first: the previous outputs are the state it changes from.
+
+Future runs: the server deletes a deployment's future auto-scheduled runs on EVERY write to it (any PATCH of
+the deployment, whatever its fields; a PATCH or DELETE of one of its schedules), and only adding a schedule
+keeps them (prefect/server/models/deployments.py `update_deployment`, prefect/server/api/deployments.py).
+So a change that needs no write to the deployment (adding a schedule, or nothing at all) keeps the runs and
+their ids; any other change gets them recreated at once by `_schedule_now`, at the same times.
+
+The choreography is `PrefectResourceProvider`'s; this module says what is a deployment's.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote
 
 import pulumi
-from pulumi.dynamic import (
-    CheckFailure,
-    CheckResult,
-    CreateResult,
-    DiffResult,
-    ReadResult,
-    Resource,
-    UpdateResult,
-)
+from pulumi.dynamic import Resource
 
 from . import schedules as sched
 from .client import PrefectApiError, PrefectClient, deployment_ui_url
-from .props import from_wire, is_unknown, plain_props, same
-from .provider_base import PrefectResourceProvider, refreshed
+from .props import from_wire, is_unknown, same
+from .provider_base import InputCheck, PrefectResourceProvider
 from .schedules import CronScheduleSpec
 from .validation import json_schema_problem, name_problem, values_errors, values_problems
 
 REPLACE_KEYS = ("flow_name", "name")
-# Fields PATCHed as a whole set; `work_queue_name` None means "the pool's default queue" and is not diffed.
+# Fields a PATCH sends when they change; `work_queue_name` None means "the pool's default queue" and is not
+# diffed.
 FIELD_KEYS = (
     "work_pool_name",
     "work_queue_name",
@@ -49,6 +53,8 @@ FIELD_KEYS = (
     "concurrency_limit",
 )
 INPUT_KEYS = (*REPLACE_KEYS, *FIELD_KEYS, "schedules", "adopt_existing")
+# Where the deployment's runs go, and with which job variables: see `_patch_body`.
+PLACEMENT_KEYS = frozenset({"work_pool_name", "work_queue_name", "job_variables"})
 OUTPUT_ONLY_KEYS = ("deployment_id", "flow_id", "schedule_ids", "next_run_time", "ui_url")
 DEFAULTS: dict[str, Any] = {
     "pull_steps": [],
@@ -63,199 +69,166 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-def _field_equal(key: str, a: Any, b: Any) -> bool:
-    if key == "tags":  # a set: reordering tags is not a change
-        return (
-            same(sorted(set(a or [])), sorted(set(b or [])))
-            if not (is_unknown(a) or is_unknown(b))
-            else False
-        )
-    if key == "schedules":
-        return not (is_unknown(a) or is_unknown(b)) and sched.schedules_equal(a, b)
-    return same(a, b)
-
-
-def _managed(key: str, props: Mapping[str, Any]) -> bool:
-    return key != "work_queue_name" or props.get("work_queue_name") is not None
+def deployment_path(deployment_id: str) -> str:
+    return f"/deployments/{quote(deployment_id, safe='')}"
 
 
 class DeploymentProvider(PrefectResourceProvider):
-    def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        raw = plain_props(news, INPUT_KEYS)
-        inputs = {**DEFAULTS, **raw}
+    resource_type = "Deployment"
+    input_keys = INPUT_KEYS
+    replace_keys = REPLACE_KEYS
+    update_keys = (*FIELD_KEYS, "schedules")
+    defaults: ClassVar[Mapping[str, Any]] = DEFAULTS
+    # A new (flow, name) can exist next to the old one: create the replacement first, no downtime.
+    delete_before_replace = False
+    look_before_create = True  # POST /deployments/ is an upsert: it would silently take over an existing one
+
+    def validate(self, check: InputCheck) -> None:
+        inputs = check.inputs
         schedule_problems = sched.schedule_problems(inputs["schedules"])  # before defaults hide unknown keys
-        if isinstance(inputs["schedules"], list) and not is_unknown(inputs["schedules"]):
+        if isinstance(inputs["schedules"], list) and check.known("schedules"):
             inputs["schedules"] = [
                 sched.with_defaults(s) if isinstance(s, Mapping) and not is_unknown(s) else s
                 for s in inputs["schedules"]
             ]
-        failures: list[CheckFailure] = []
-
-        def fail(prop: str, problem: str | None) -> None:
-            if problem:
-                failures.append(CheckFailure(prop, problem))
-
-        def known(key: str) -> bool:
-            return not is_unknown(inputs.get(key))
-
         for key in ("flow_name", "name", "work_pool_name"):
-            if known(key):
-                fail(key, name_problem(inputs.get(key), key))
-        if inputs.get("work_queue_name") is not None and known("work_queue_name"):
-            fail("work_queue_name", name_problem(inputs["work_queue_name"], "work_queue_name"))
-        entrypoint = inputs.get("entrypoint")
-        if known("entrypoint") and (not isinstance(entrypoint, str) or not entrypoint.strip()):
-            fail(
-                "entrypoint",
-                "entrypoint is required: the flow function as 'path/to/file.py:function' "
-                "(or 'module.function').",
-            )
-        if known("pull_steps"):
-            fail("pull_steps", _pull_steps_problem(inputs["pull_steps"]))
+            check.judge(key, functools.partial(name_problem, field=key))
+        check.judge(
+            "work_queue_name", functools.partial(name_problem, field="work_queue_name"), optional=True
+        )
+        check.judge("entrypoint", _entrypoint_problem)
+        check.judge("pull_steps", _pull_steps_problem)
         for key in ("job_variables", "parameters", "parameter_openapi_schema"):
-            if known(key) and not isinstance(inputs[key], Mapping):
-                fail(key, f"{key} must be an object (a dict), not {type(inputs[key]).__name__}.")
-        for key in ("enforce_parameter_schema", "paused", "adopt_existing"):
-            if known(key) and not isinstance(inputs[key], bool):
-                fail(key, f"{key} must be true or false, not {inputs[key]!r}.")
-        tags = inputs["tags"]
-        if known("tags") and (not isinstance(tags, list) or not all(isinstance(t, str) and t for t in tags)):
-            fail("tags", "tags must be a list of non-empty strings.")
-        for key in ("description", "version"):
-            if inputs.get(key) is not None and known(key) and not isinstance(inputs[key], str):
-                fail(key, f"{key} must be a string.")
-        limit = inputs.get("concurrency_limit")
-        if (
-            limit is not None
-            and known("concurrency_limit")
-            and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1)
-        ):
-            fail(
-                "concurrency_limit",
-                f"concurrency_limit must be a whole number >= 1 (or None for no limit), not {limit!r}.",
-            )
+            value = inputs.get(key)
+            if check.known(key) and not isinstance(value, Mapping):
+                check.fail(key, f"{key} must be an object (a dict), not {type(value).__name__}.")
+        check.flags("enforce_parameter_schema", "paused", "adopt_existing")
+        check.judge("tags", _tags_problem)
+        check.optional_strings("description", "version")
+        check.optional_limit("concurrency_limit", minimum=1)
         for problem in schedule_problems:
-            fail("schedules", problem)
+            check.fail("schedules", problem)
 
         schema = inputs["parameter_openapi_schema"]
-        if known("parameter_openapi_schema") and isinstance(schema, Mapping) and schema:
+        if check.known("parameter_openapi_schema") and isinstance(schema, Mapping) and schema:
             schema_error = json_schema_problem(schema)
             if schema_error:
-                fail(
+                check.fail(
                     "parameter_openapi_schema",
                     f"parameter_openapi_schema is not a valid JSON schema: {schema_error}",
                 )
             elif inputs["enforce_parameter_schema"] is True:
-                failures.extend(_parameter_failures(inputs, schema))
+                _check_parameters(check, schema)
 
-        return CheckResult({k: v for k, v in inputs.items() if v is not None}, failures)
+    def describe(self, props: Mapping[str, Any]) -> str:
+        return f"Deployment {props.get('flow_name')}/{props.get('name')}"
 
-    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        old, new = plain_props(olds), plain_props(news)
-        replaces = [k for k in REPLACE_KEYS if not same(old.get(k), new.get(k))]
-        changed = replaces + [
-            k
-            for k in (*FIELD_KEYS, "schedules")
-            if _managed(k, new)
-            and not _field_equal(k, old.get(k, DEFAULTS.get(k)), new.get(k, DEFAULTS.get(k)))
-        ]
-        # A new (flow, name) can exist next to the old one: create the replacement first, no downtime.
-        return DiffResult(changes=bool(changed), replaces=replaces, delete_before_replace=False)
+    def object_path(self, id_: str, props: Mapping[str, Any]) -> str | None:
+        return deployment_path(id_)
 
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        desired = {**DEFAULTS, **plain_props(props, INPUT_KEYS)}
-        flow_name, name = desired["flow_name"], desired["name"]
-        with self.client() as client:
-            flow = client.post("/flows/", {"name": flow_name}, idempotent=True)  # get-or-create
-            existing = client.get_or_none(
-                f"/deployments/name/{quote(flow_name, safe='')}/{quote(name, safe='')}"
-            )
-            if existing is not None:
-                if not desired["adopt_existing"]:
-                    raise PrefectApiError(
-                        f"Deployment {flow_name}/{name} already exists on {client.base_url} "
-                        f"(id {existing['id']}). To manage it with Pulumi, set adopt_existing=True on this "
-                        "Deployment (`pulumi import` does not work for dynamic resources); otherwise choose "
-                        "another name or delete the existing deployment.",
-                        method="GET",
-                        path=f"/deployments/name/{flow_name}/{name}",
-                        status_code=409,
-                    )
-                deployment_id = str(existing["id"])
-                self._reconcile(client, existing, desired)
-            else:
+    def resolve(self, client: PrefectClient, desired: dict[str, Any]) -> None:
+        flow = client.post("/flows/", {"name": desired["flow_name"]}, idempotent=True)  # get-or-create
+        desired["flow_id"] = flow["id"]
+
+    def find(self, client: PrefectClient, desired: Mapping[str, Any]) -> dict[str, Any] | None:
+        flow_name, name = quote(desired["flow_name"], safe=""), quote(desired["name"], safe="")
+        found: dict[str, Any] | None = client.get_or_none(f"/deployments/name/{flow_name}/{name}")
+        return found
+
+    def post(self, client: PrefectClient, desired: Mapping[str, Any]) -> dict[str, Any]:
+        self._check_work_pool(client, desired)
+        body = {
+            "name": desired["name"],
+            "flow_id": desired["flow_id"],
+            **{k: desired.get(k) for k in FIELD_KEYS if self.managed(k, desired)},
+            "schedules": [sched.to_server(s) for s in desired["schedules"]],
+        }
+        try:
+            # An upsert, so a retry after a lost response is harmless.
+            created: dict[str, Any] = client.post("/deployments/", body, idempotent=True)
+        except PrefectApiError as exc:
+            raise self._explain(exc, desired) from None
+        self._schedule_now(client, str(created["id"]), desired)
+        return created
+
+    def apply(
+        self, client: PrefectClient, id_: str, current: Mapping[str, Any], desired: Mapping[str, Any]
+    ) -> bool:
+        """Send only what differs from `current` (the previous outputs): a PATCH of the changed fields,
+        then the schedules reconciled by slug through their own endpoints."""
+        path = deployment_path(id_)
+        body = self._patch_body(self.changed_keys(current, desired), desired)
+        if body:
+            if "work_pool_name" in body:
                 self._check_work_pool(client, desired)
-                body = {
-                    "name": name,
-                    "flow_id": flow["id"],
-                    **self._field_body(desired),
-                    "schedules": [sched.to_server(s) for s in desired["schedules"]],
-                }
-                try:
-                    # An upsert, so a retry after a lost response is harmless.
-                    created = client.post("/deployments/", body, idempotent=True)
-                except PrefectApiError as exc:
-                    raise self._explain(exc, desired) from None
-                # The answer is the deployment as stored: no second read that could fail after the write.
-                return CreateResult(str(created["id"]), self._state(client, created, desired))
-            return CreateResult(deployment_id, self._outputs(client, deployment_id, desired))
-
-    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        previous = plain_props(props)
-        with self.client() as client:
-            current = client.get_or_none(f"/deployments/{quote(id_, safe='')}")
-            if current is None:
-                return ReadResult(None, {})
-            outs = self._state(client, current, previous)
-        return refreshed(str(current["id"]), outs, INPUT_KEYS)
-
-    def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        desired = {**DEFAULTS, **plain_props(news, INPUT_KEYS)}
-        with self.client() as client:
-            current = client.get_or_none(f"/deployments/{quote(id_, safe='')}")
-            if current is None:
-                raise PrefectApiError(
-                    f"Deployment {desired['flow_name']}/{desired['name']} (id {id_}) no longer exists "
-                    "(deleted outside Pulumi); run `pulumi refresh` and then `pulumi up` to create it again.",
-                    method="GET",
-                    path=f"/deployments/{id_}",
-                    status_code=404,
-                )
-            self._reconcile(client, current, desired)
-            return UpdateResult(self._outputs(client, id_, desired))
-
-    def delete(self, id_: str, props: dict[str, Any]) -> None:
-        with self.client() as client:
-            # The server deletes the deployment's scheduled runs with it; 404 means already gone.
-            client.delete(f"/deployments/{quote(id_, safe='')}")
-
-    # -- writing -----------------------------------------------------------------------------------
-
-    @staticmethod
-    def _field_body(desired: Mapping[str, Any]) -> dict[str, Any]:
-        return {k: desired.get(k) for k in FIELD_KEYS if _managed(k, desired)}
-
-    def _reconcile(self, client: PrefectClient, current: dict[str, Any], desired: dict[str, Any]) -> None:
-        """Make the server match `desired`, sending only what differs from `current` (a fresh GET)."""
-        deployment_id = str(current["id"])
-        path = f"/deployments/{deployment_id}"
-        state = self._fields_from_server(current)
-        if any(
-            _managed(k, desired) and not _field_equal(k, state.get(k), desired.get(k)) for k in FIELD_KEYS
-        ):
-            self._check_work_pool(client, desired)
             try:
-                client.patch(path, self._field_body(desired))
+                client.patch(path, body)  # a 404 here: deleted outside Pulumi
             except PrefectApiError as exc:
                 raise self._explain(exc, desired) from None
 
-        steps = sched.plan(desired["schedules"], current.get("schedules") or [])
+        ids = current.get("schedule_ids") or {}
+        actual = [
+            sched.as_server(s, ids[s["slug"]]) for s in current.get("schedules") or [] if s["slug"] in ids
+        ]
+        steps = sched.plan(desired["schedules"], actual)
         for schedule_id in steps.delete:
             client.delete(f"{path}/schedules/{schedule_id}")
-        for schedule_id, body in steps.update:
-            client.patch(f"{path}/schedules/{schedule_id}", body)
+        for schedule_id, schedule_body in steps.update:
+            client.patch(f"{path}/schedules/{schedule_id}", schedule_body)
         if steps.create:
             client.post(f"{path}/schedules", steps.create, idempotent=False)
+        wrote = bool(body) or not steps.empty
+        if wrote:
+            self._schedule_now(client, id_, desired)
+        return wrote
+
+    def _patch_body(self, changed: list[str], desired: Mapping[str, Any]) -> dict[str, Any]:
+        """The PATCH body for the changed fields: those, and `work_pool_name` only where the server needs it.
+
+        From prefect/server/api/deployments.py and prefect/server/models/deployments.py `update_deployment`:
+        job variables are validated against the pool's template only when `work_pool_name` is in the same
+        body (and only those sent: a new pool gets the job variables sent again); a queue is looked up, or
+        created, in the pool named in the body (a queue name alone is looked up in any pool, or created in
+        the default agent pool: models/work_queues.py `ensure_work_queue_exists`); and a body naming a pool
+        but no queue moves the deployment to that pool's default queue, so a managed `work_queue_name` goes
+        along. Every other field is stored as sent, alone.
+        """
+        keys = {k for k in changed if k in FIELD_KEYS}
+        if keys & PLACEMENT_KEYS:
+            keys.add("work_pool_name")
+            keys.add("work_queue_name")
+            if "work_pool_name" in changed:
+                keys.add("job_variables")
+        return {k: desired.get(k) for k in FIELD_KEYS if k in keys and self.managed(k, desired)}
+
+    @staticmethod
+    def _schedule_now(client: PrefectClient, deployment_id: str, desired: Mapping[str, Any]) -> None:
+        """Have the server create now the runs its scheduler would create on its next loop (a few seconds
+        later): the outputs then show the real next run, and no run is missing in between. Every write to a
+        deployment or to its schedules deletes its future auto-scheduled runs first
+        (prefect/server/models/deployments.py `update_deployment`, and the schedule PATCH/DELETE routes of
+        prefect/server/api/deployments.py). `POST /deployments/{id}/schedule` runs the scheduler's own
+        `schedule_runs` with its default window; the runs' idempotency keys (deployment, schedule, time)
+        are the scheduler's, so neither can duplicate the other. Not for a paused deployment, which the
+        scheduler skips. Informational: a failure here must not fail the write that preceded it."""
+        if desired.get("paused") or not any(s.get("active", True) for s in desired.get("schedules") or []):
+            return
+        with contextlib.suppress(PrefectApiError):
+            client.post(f"{deployment_path(deployment_id)}/schedule", {}, idempotent=True)
+
+    def managed(self, key: str, props: Mapping[str, Any]) -> bool:
+        return key != "work_queue_name" or props.get("work_queue_name") is not None
+
+    def field_equal(self, key: str, a: Any, b: Any) -> bool:
+        if key not in ("tags", "schedules"):
+            return same(a, b)
+        if is_unknown(a) or is_unknown(b):
+            return False
+        if key == "tags":  # a set: reordering tags is not a change
+            return same(sorted(set(a or [])), sorted(set(b or [])))
+        return sched.schedules_equal(a, b)
+
+    # -- writing -----------------------------------------------------------------------------------
 
     @staticmethod
     def _explain(exc: PrefectApiError, desired: Mapping[str, Any]) -> PrefectApiError:
@@ -324,16 +297,11 @@ class DeploymentProvider(PrefectResourceProvider):
             "concurrency_limit": limit.get("limit") if limit else current.get("concurrency_limit"),
         }
 
-    def _outputs(
-        self, client: PrefectClient, deployment_id: str, desired: Mapping[str, Any]
-    ) -> dict[str, Any]:
-        current = client.get(f"/deployments/{deployment_id}")
-        return self._state(client, current, desired)
-
-    def _state(
-        self, client: PrefectClient, current: Mapping[str, Any], previous: Mapping[str, Any]
+    def state(
+        self, client: PrefectClient, obj: Mapping[str, Any], previous: Mapping[str, Any]
     ) -> dict[str, Any]:
         """Outputs: every input as the server has it, plus ids, next run time and UI link."""
+        current = obj
         deployment_id = str(current["id"])
         flow_name = previous.get("flow_name")
         if not flow_name:
@@ -352,15 +320,14 @@ class DeploymentProvider(PrefectResourceProvider):
             "schedule_ids": {str(s.get("slug") or f"id:{s['id']}"): str(s["id"]) for s in server_schedules},
             "next_run_time": self._next_run_time(client, deployment_id, fields["paused"], specs),
             "ui_url": deployment_ui_url(client.base_url, deployment_id),
-            "adopt_existing": bool(previous.get("adopt_existing", False)),
         }
 
     @staticmethod
     def _next_run_time(
         client: PrefectClient, deployment_id: str, paused: bool, specs: list[dict[str, Any]]
     ) -> str | None:
-        """The earliest scheduled run; until the scheduler has created runs (a few seconds after a change),
-        the next fire time of the active cron schedules, computed the way the scheduler will."""
+        """The earliest scheduled run, as the server computed it (see `_schedule_now`); when it cannot be
+        read, the next fire time of the active cron schedules."""
         if paused:
             return None
         now = datetime.now(UTC)
@@ -386,6 +353,18 @@ class DeploymentProvider(PrefectResourceProvider):
         return sched.next_fire_time([s for s in specs if "cron" in s], after=now)
 
 
+def _entrypoint_problem(entrypoint: Any) -> str | None:
+    if isinstance(entrypoint, str) and entrypoint.strip():
+        return None
+    return "entrypoint is required: the flow function as 'path/to/file.py:function' (or 'module.function')."
+
+
+def _tags_problem(tags: Any) -> str | None:
+    if isinstance(tags, list) and all(isinstance(t, str) and t for t in tags):
+        return None
+    return "tags must be a list of non-empty strings."
+
+
 def _pull_steps_problem(steps: Any) -> str | None:
     if not isinstance(steps, list) or not all(isinstance(s, Mapping) and len(s) == 1 for s in steps):
         return (
@@ -395,31 +374,27 @@ def _pull_steps_problem(steps: Any) -> str | None:
     return None
 
 
-def _parameter_failures(inputs: Mapping[str, Any], schema: Mapping[str, Any]) -> list[CheckFailure]:
-    failures: list[CheckFailure] = []
+def _check_parameters(check: InputCheck, schema: Mapping[str, Any]) -> None:
+    """The deployment's parameters, and each schedule's parameters merged over them, against the schema."""
     fix = "fix the value, change parameter_openapi_schema, or set enforce_parameter_schema=False"
-    parameters = inputs.get("parameters")
-    if isinstance(parameters, Mapping) and not is_unknown(parameters):
-        for problem in values_problems(parameters, schema):
-            failures.append(CheckFailure("parameters", f"parameters.{problem}; {fix}."))
-        schedules = inputs.get("schedules")
-        if isinstance(schedules, list) and not is_unknown(schedules):
-            for spec in schedules:
-                if not isinstance(spec, Mapping) or not isinstance(spec.get("parameters"), Mapping):
-                    continue
-                if is_unknown(spec["parameters"]) or not spec["parameters"]:
-                    continue
-                merged = {**parameters, **spec["parameters"]}
-                for path, message in values_errors(merged, schema):
-                    if path.split(".")[0] not in spec["parameters"]:
-                        continue  # the deployment's own parameter, reported above
-                    problem = f"{path}: {message}"
-                    failures.append(
-                        CheckFailure(
-                            "schedules", f"schedules[{spec.get('slug')!r}].parameters.{problem}; {fix}."
-                        )
-                    )
-    return failures
+    parameters = check.inputs.get("parameters")
+    if not isinstance(parameters, Mapping) or not check.known("parameters"):
+        return
+    for problem in values_problems(parameters, schema):
+        check.fail("parameters", f"parameters.{problem}; {fix}.")
+    schedules = check.inputs.get("schedules")
+    if not isinstance(schedules, list) or not check.known("schedules"):
+        return
+    for spec in schedules:
+        if not isinstance(spec, Mapping) or not isinstance(spec.get("parameters"), Mapping):
+            continue
+        if is_unknown(spec["parameters"]) or not spec["parameters"]:
+            continue
+        merged = {**parameters, **spec["parameters"]}
+        for path, message in values_errors(merged, schema):
+            if path.split(".")[0] not in spec["parameters"]:
+                continue  # the deployment's own parameter, reported above
+            check.fail("schedules", f"schedules[{spec.get('slug')!r}].parameters.{path}: {message}; {fix}.")
 
 
 class Deployment(Resource, module="prefect", name="Deployment"):

@@ -7,15 +7,14 @@ Re-sending all schedules (what `prefect deploy` does) would delete and recreate 
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-from collections.abc import Coroutine, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, NotRequired, TypedDict, TypeVar
+from typing import Any, NotRequired, TypedDict
+from zoneinfo import ZoneInfo
 
 from .props import from_wire, is_unknown, same
-from .validation import cron_problem, timezone_problem
+from .validation import cron_problem, prefect_croniter, timezone_problem
 
 SCHEDULE_KEYS = ("slug", "cron", "timezone", "active", "day_or", "parameters")
 DEFAULT_TIMEZONE = "UTC"
@@ -126,6 +125,20 @@ def from_server(schedule: Mapping[str, Any]) -> dict[str, Any]:
     return {k: spec[k] for k in (*SCHEDULE_KEYS, "schedule") if k in spec}
 
 
+def as_server(spec: Mapping[str, Any], schedule_id: str) -> dict[str, Any]:
+    """The server schedule that `from_server` turned into `spec` (what `plan` compares with), rebuilt from
+    a resource's outputs: its `schedules` and `schedule_ids`."""
+    slug = str(spec["slug"])
+    body = {"schedule": spec["schedule"]} if "schedule" in spec else to_server(spec)
+    return {
+        **body,
+        "id": schedule_id,
+        "slug": None if slug == f"id:{schedule_id}" else slug,
+        "active": bool(spec.get("active", True)),
+        "parameters": spec.get("parameters", {}),
+    }
+
+
 def to_server(spec: Mapping[str, Any]) -> dict[str, Any]:
     """The body of one schedule for POST /deployments/, POST …/schedules and PATCH …/schedules/{id}."""
     full = with_defaults(spec)
@@ -191,7 +204,7 @@ def plan(desired: Iterable[Mapping[str, Any]], actual: Iterable[Mapping[str, Any
 
 
 # --------------------------------------------------------------------------------------------------
-# Next run time
+# Times as outputs show them
 
 
 def format_time(value: datetime) -> str:
@@ -203,29 +216,19 @@ def parse_time(value: str) -> datetime:
 
 
 def next_fire_time(specs: Iterable[Mapping[str, Any]], after: datetime | None = None) -> str | None:
-    """The earliest next fire time over the active cron schedules, computed exactly as Prefect's scheduler
-    does (the server's own `CronSchedule.get_dates`)."""
-    from prefect.server.schemas.schedules import CronSchedule
-
+    """The earliest next fire time of the active cron schedules, for when the server's own scheduled runs
+    cannot be read: croniter (Prefect's vendored copy, the parser its scheduler uses) steps wall-clock
+    times in each schedule's timezone, which are then localized with fold=0, as Prefect's
+    `CronSchedule._get_dates_whenever` does (prefect/server/schemas/schedules.py). In the hour of a DST
+    change that function resolves gaps and repeated times its own way, and the two may differ there."""
     start = after or datetime.now(UTC)
+    croniter = prefect_croniter().croniter
     times: list[datetime] = []
     for spec in specs:
         full = with_defaults(spec)
         if not full["active"] or not isinstance(full["cron"], str):
             continue
-        schedule = CronSchedule(cron=full["cron"], timezone=full["timezone"], day_or=full["day_or"])
-        times.extend(_run(schedule.get_dates(n=1, start=start)))
+        zone = ZoneInfo(full["timezone"])
+        wall = croniter(full["cron"], start.astimezone(zone).replace(tzinfo=None), day_or=full["day_or"])
+        times.append(wall.get_next(datetime).replace(tzinfo=zone, fold=0))
     return format_time(min(times)) if times else None
-
-
-T = TypeVar("T")
-
-
-def _run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine from sync code, also when the caller already runs an event loop."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coro).result()

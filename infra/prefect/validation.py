@@ -2,16 +2,22 @@
 
 Each `*_problem` function returns a message, or None when the value is fine. The providers' `check()`
 and the program's stack-config layer both use them, so users see identical messages everywhere.
-Cron and timezone checks use the validators of Prefect's own `CronSchedule` (imported lazily:
-importing prefect costs over a second and most callers never need it).
+
+Nothing here imports `prefect`: importing it costs 2-4 s, and both the program and the provider host run
+these checks on every `pulumi up`. Each check names the Prefect code it reproduces, and
+tests/test_prefect_client.py holds it against that code on the same inputs.
 """
 
 from __future__ import annotations
 
-import json
+import copy
+import functools
+import importlib.util
 import re
+import zoneinfo
 from collections.abc import Mapping
 from datetime import datetime
+from types import ModuleType
 from typing import Any
 
 # prefect/types/names.py `WITHOUT_BANNED_CHARACTERS`: the server's own pattern for names.
@@ -119,17 +125,16 @@ def cron_problem(cron: Any, field: str = "cron", *, day_or: bool = True) -> str 
             f"{field} {cron!r} has {len(fields)} field(s); use the 5 fields "
             f"'minute hour day-of-month month day-of-week', {example}."
         )
-    from prefect._internal.schemas.validators import validate_cron_string
-
+    # Prefect's `validate_cron_string` (prefect/_internal/schemas/validators.py): its vendored croniter must
+    # parse it, and croniter's random/hashed forms (R, H) are refused.
+    croniter = prefect_croniter()
+    if not croniter.croniter.is_valid(cron):
+        return f"{field} {cron!r} is not a valid cron expression (Invalid cron string); {example}."
+    if any(part.casefold() in ("r", "h") for part in fields):
+        return f"{field} {cron!r} uses a random or hashed (R/H) field, which Prefect does not support; {example}."
     try:
-        validate_cron_string(cron)
-    except ValueError as exc:
-        return f"{field} {cron!r} is not a valid cron expression ({exc}); {example}."
-    from prefect._vendor.croniter import CroniterBadDateError, croniter
-
-    try:
-        croniter(cron, datetime.now(), day_or=day_or).get_next(datetime)
-    except CroniterBadDateError:
+        croniter.croniter(cron, datetime.now(), day_or=day_or).get_next(datetime)
+    except croniter.CroniterBadDateError:
         return (
             f"{field} {cron!r} never fires: no date matches it (Prefect's scheduler would plan no run); "
             f"{example}."
@@ -142,9 +147,8 @@ def timezone_problem(tz: Any, field: str = "timezone") -> str | None:
     example = "e.g. 'UTC' or 'Europe/Athens'"
     if not isinstance(tz, str) or not tz.strip():
         return f"{field} is required: give an IANA timezone name, {example}."
-    from prefect.types._datetime import get_timezones
-
-    if tz not in get_timezones():
+    # Prefect's `get_timezones()` (prefect/types/_datetime.py) is `zoneinfo.available_timezones()`.
+    if tz not in _timezones():
         return f"{field} {tz!r} is not an IANA timezone name; use one from the tz database, {example}."
     return None
 
@@ -167,9 +171,7 @@ def base_job_template_problem(template: Any, field: str = "base_job_template") -
     schema_error = json_schema_problem(dict(variables))
     if schema_error:
         return f"{field}.variables is not a valid JSON schema: {schema_error}"
-    from prefect.utilities.templating import find_placeholders
-
-    used = {p.name for value in job_configuration.values() for p in find_placeholders(json.dumps(value))}
+    used = {name for value in job_configuration.values() for name in placeholder_names(value)}
     declared = set(variables.get("properties", {}))
     # Placeholders such as {{ prefect.variables.x }} or {{ ctx.flow_run.id }} are resolved elsewhere.
     missing = sorted(name for name in used - declared if "." not in name)
@@ -205,9 +207,7 @@ def values_errors(values: Mapping[str, Any], schema: Mapping[str, Any]) -> list[
     """`values_problems` as (dotted path, message) pairs."""
     if not schema:
         return []
-    from prefect.utilities.schema_tools.validation import validate
-
-    errors = validate(dict(values), dict(schema), raise_on_error=False, preprocess=True, ignore_required=True)
+    errors = _validator(schema, ignore_required=True, check_formats=True).iter_errors(dict(values))
     return [(".".join(str(p) for p in error.absolute_path) or "(all)", error.message) for error in errors]
 
 
@@ -255,3 +255,125 @@ def auth_string_problem(auth_string: str, field: str, example: str) -> str | Non
             f"Error; use printable ASCII (set the server's PREFECT_SERVER_API_AUTH_STRING to match): {example}"
         )
     return problem
+
+
+def validation_failure(values: Mapping[str, Any], schema: Mapping[str, Any]) -> str | None:
+    """The message of Prefect's `validate(values, schema, raise_on_error=True)` (the best-matching error,
+    as jsonschema's `validate` picks it), or None when the values fit. Unlike the server's check,
+    `required` is enforced and formats are not checked (Prefect passes no format checker on that path)."""
+    import jsonschema
+
+    validator = _validator(schema, ignore_required=False, check_formats=False)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(dict(values)))
+    if error is None:
+        return None
+    where = (
+        "Validation failed."
+        if error.json_path == "$"
+        else f"Validation failed for field {error.json_path.replace('$.', '')!r}."
+    )
+    return f"{where} Failure reason: {error.message}"
+
+
+def _validator(schema: Mapping[str, Any], *, ignore_required: bool, check_formats: bool) -> Any:
+    """Validation as Prefect does it: prefect/utilities/schema_tools/validation.py `validate(...,
+    preprocess=True)`, i.e. Draft 2020-12 with format checks, no remote $ref fetching (an empty registry),
+    the schema preprocessed, and with `ignore_required` every `required` removed (how the server checks
+    parameters and job variables). Prefect's extra `_placeholders` keyword only reports hydration errors,
+    which plain values never are."""
+    import jsonschema
+    from referencing import Registry
+
+    prepared = _preprocess_schema(schema)
+    if ignore_required:
+        prepared = _without_key("required", prepared)
+    format_checker = jsonschema.Draft202012Validator.FORMAT_CHECKER if check_formats else None
+    return jsonschema.Draft202012Validator(prepared, format_checker=format_checker, registry=Registry())
+
+
+# --------------------------------------------------------------------------------------------------
+# What the checks above take from Prefect, without importing it
+
+
+# Prefect's `PLACEHOLDER_CAPTURE_REGEX` (prefect/utilities/templating/__init__.py).
+PLACEHOLDER_PATTERN = re.compile(r"({{\s*([\w\.\-\[\]$]+)\s*}})")
+
+
+def placeholder_names(template: Any) -> set[str]:
+    """The names of the `{{ placeholders }}` in a template, like Prefect's `find_placeholders`."""
+    if isinstance(template, str):
+        return {name for _, name in PLACEHOLDER_PATTERN.findall(template)}
+    if isinstance(template, Mapping):
+        return set().union(*(placeholder_names(v) for v in template.values()))
+    if isinstance(template, list):
+        return set().union(*(placeholder_names(v) for v in template))
+    return set()
+
+
+@functools.cache
+def _timezones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+@functools.cache
+@functools.cache
+def prefect_croniter() -> ModuleType:
+    """Prefect's vendored croniter (prefect/_vendor/croniter/croniter.py), the parser its schedules use,
+    loaded from its file: importing it as `prefect._vendor...` would import all of `prefect` first."""
+    prefect = importlib.util.find_spec("prefect")  # finds the package without importing it
+    locations = list(prefect.submodule_search_locations or []) if prefect else []
+    for location in locations:
+        spec = importlib.util.spec_from_file_location(
+            "suggest_activity_prefect_croniter", f"{location}/_vendor/croniter/croniter.py"
+        )
+        if spec is not None and spec.loader is not None:
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            return module
+    raise ImportError("prefect's vendored croniter (prefect/_vendor/croniter/croniter.py) was not found")
+
+
+def _preprocess_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """Prefect's `preprocess_schema` (prefect/utilities/schema_tools/validation.py): optional properties
+    without a default also accept null, tuple `items` become `prefixItems`, and a block type in
+    `definitions` may also be given as a `$ref` to a block document."""
+    prepared: dict[str, Any] = copy.deepcopy(dict(schema))
+    if "properties" in prepared:
+        _process_properties(prepared["properties"], prepared.get("required", []))
+    for definition in list(prepared.get("definitions", {}).values()):
+        if "properties" in definition:
+            _process_properties(definition["properties"], definition.get("required", []))
+        if "block_type_slug" in definition:
+            reference = {
+                "oneOf": [
+                    {"type": "string", "format": "uuid"},
+                    {"type": "object", "additionalProperties": {"type": "string"}, "minProperties": 1},
+                ]
+            }
+            by_reference = {"type": "object", "properties": {"$ref": reference}, "required": ["$ref"]}
+            prepared["definitions"][definition["title"]] = {"oneOf": [definition, by_reference]}
+    return prepared
+
+
+def _process_properties(properties: dict[str, Any], required: list[str]) -> None:
+    for key, schema in properties.items():
+        if (
+            key not in required
+            and "type" in schema
+            and schema.get("type") != "null"
+            and "default" not in schema
+        ):
+            schema["anyOf"] = [{"type": schema["type"]}, {"type": "null"}]
+            del schema["type"]
+        if schema.get("items") and isinstance(schema["items"], list) and not schema.get("prefixItems"):
+            schema["prefixItems"] = copy.deepcopy(schema["items"])
+            del schema["items"]
+        if "properties" in schema:
+            _process_properties(schema["properties"], schema.get("required", []))
+
+
+def _without_key(key: str, value: Any) -> Any:
+    """Prefect's `remove_nested_keys([key], ...)`: the key removed from every object, at every depth."""
+    if not isinstance(value, dict):
+        return value
+    return {k: _without_key(key, v) for k, v in value.items() if k != key}

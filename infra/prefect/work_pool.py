@@ -2,42 +2,26 @@
 
 Identity: the pool's name (Prefect addresses pools by name); the Pulumi id is the pool's UUID.
 `name` and `type` cannot change on the server, so changing either replaces the pool (delete first:
-names are unique). Everything else is PATCHed, and only what changed.
+names are unique). Everything else is PATCHed, and only what changed. A pool that declares no
+`base_job_template` gets the server's default for its type when it is created (job_templates.py), and
+keeps it: the template is then the server's to manage, not diffed. The choreography (check, diff,
+create or adopt, read, update, delete) is `PrefectResourceProvider`'s; this module says what is a pool's.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 from urllib.parse import quote
 
 import pulumi
-from pulumi.dynamic import (
-    CheckFailure,
-    CheckResult,
-    CreateResult,
-    DiffResult,
-    ReadResult,
-    Resource,
-    UpdateResult,
-)
+from pulumi.dynamic import Resource
 
 from .client import PrefectApiError, PrefectClient, work_pool_ui_url
 from .job_templates import default_base_job_template
-from .props import is_unknown, plain_props, same
-from .provider_base import PrefectResourceProvider, refreshed
+from .provider_base import InputCheck, PrefectResourceProvider
 from .validation import base_job_template_problem, work_pool_name_problem, work_pool_type_problem
 
-INPUT_KEYS = (
-    "name",
-    "type",
-    "description",
-    "concurrency_limit",
-    "paused",
-    "base_job_template",
-    "adopt_existing",
-)
-REPLACE_KEYS = ("name", "type")
 # input name -> API field; a None `base_job_template` means "leave it to the server" and is never diffed.
 UPDATE_FIELDS = {
     "description": "description",
@@ -45,6 +29,7 @@ UPDATE_FIELDS = {
     "paused": "is_paused",
     "base_job_template": "base_job_template",
 }
+INPUT_KEYS = ("name", "type", *UPDATE_FIELDS, "adopt_existing")
 OUTPUT_ONLY_KEYS = ("pool_id", "status", "ui_url")
 
 
@@ -53,197 +38,97 @@ def pool_path(name: str) -> str:
 
 
 class WorkPoolProvider(PrefectResourceProvider):
-    def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        raw = plain_props(news, INPUT_KEYS)
-        inputs: dict[str, Any] = {
-            "name": raw.get("name"),
-            "type": raw.get("type", "process"),
-            "description": raw.get("description"),
-            "concurrency_limit": raw.get("concurrency_limit"),
-            "paused": raw.get("paused", False),
-            "base_job_template": raw.get("base_job_template"),
-            "adopt_existing": raw.get("adopt_existing", False),
-        }
-        failures: list[CheckFailure] = []
+    resource_type = "WorkPool"
+    input_keys = INPUT_KEYS
+    replace_keys = ("name", "type")
+    update_keys = tuple(UPDATE_FIELDS)
+    defaults: ClassVar[Mapping[str, Any]] = {"type": "process", "paused": False, "adopt_existing": False}
+    delete_before_replace = True  # names are unique: the old pool must go first
 
-        def fail(prop: str, problem: str | None) -> None:
-            if problem:
-                failures.append(CheckFailure(prop, problem))
+    def validate(self, check: InputCheck) -> None:
+        check.judge("name", lambda name: work_pool_name_problem(name, "name"))
+        check.judge("type", lambda kind: work_pool_type_problem(kind, is_cloud=self.connection().is_cloud))
+        check.optional_limit("concurrency_limit", minimum=0)
+        check.flags("paused", "adopt_existing")
+        check.optional_strings("description")
+        check.judge("base_job_template", base_job_template_problem, optional=True)
 
-        if not is_unknown(inputs["name"]):
-            fail("name", work_pool_name_problem(inputs["name"], "name"))
-        pool_type = inputs["type"]
-        if not is_unknown(pool_type):
-            fail("type", work_pool_type_problem(pool_type, is_cloud=self.connection().is_cloud))
-        limit = inputs["concurrency_limit"]
-        if (
-            limit is not None
-            and not is_unknown(limit)
-            and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0)
-        ):
-            fail(
-                "concurrency_limit",
-                f"concurrency_limit must be a whole number >= 0 (or None for no limit), not {limit!r}.",
-            )
-        for flag in ("paused", "adopt_existing"):
-            if not is_unknown(inputs[flag]) and not isinstance(inputs[flag], bool):
-                fail(flag, f"{flag} must be true or false, not {inputs[flag]!r}.")
-        description = inputs["description"]
-        if description is not None and not is_unknown(description) and not isinstance(description, str):
-            fail("description", "description must be a string.")
+    def describe(self, props: Mapping[str, Any]) -> str:
+        return f"Work pool {props.get('name')!r}"
 
-        template = inputs["base_job_template"]
-        if template is None:
-            # Default: the type's template from the installed worker, so job variables get validated.
-            if not failures and isinstance(pool_type, str) and not is_unknown(pool_type):
-                inputs["base_job_template"] = default_base_job_template(pool_type)
-        elif not is_unknown(template):
-            fail("base_job_template", base_job_template_problem(template))
+    def object_path(self, id_: str, props: Mapping[str, Any]) -> str | None:
+        return pool_path(props["name"]) if props.get("name") else None
 
-        return CheckResult({k: v for k, v in inputs.items() if v is not None}, failures)
+    def find(self, client: PrefectClient, desired: Mapping[str, Any]) -> dict[str, Any] | None:
+        found: dict[str, Any] | None = client.get_or_none(pool_path(desired["name"]))
+        return found
 
-    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        old, new = plain_props(olds), plain_props(news)
-        replaces = [k for k in REPLACE_KEYS if not same(old.get(k), new.get(k))]
-        changed = replaces + [
-            k for k in UPDATE_FIELDS if self._managed(k, new) and not same(old.get(k), new.get(k))
-        ]
-        return DiffResult(changes=bool(changed), replaces=replaces, delete_before_replace=True)
+    def adoption_problem(self, existing: Mapping[str, Any], desired: Mapping[str, Any]) -> str | None:
+        if existing.get("type") == desired["type"]:
+            return None
+        return (
+            f"Cannot adopt work pool {desired['name']!r}: it has type {existing.get('type')!r} but this "
+            f"WorkPool says {desired['type']!r}, and a pool's type cannot change. Set "
+            f"type={existing.get('type')!r} to adopt it as it is, or delete the pool so that Pulumi can "
+            "create it."
+        )
 
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        desired = plain_props(props, INPUT_KEYS)
-        name = desired["name"]
-        with self.client() as client:
-            if desired.get("adopt_existing"):
-                existing = client.get_or_none(pool_path(name))
-                if existing is not None:
-                    return self._adopt(client, existing, desired)
-            body = {"name": name, "type": desired["type"]}
-            for key, api_field in UPDATE_FIELDS.items():
-                if self._managed(key, desired):
-                    body[api_field] = desired.get(key)
-            requested_at = datetime.now(UTC)
-            try:
-                pool = client.post("/work_pools/", body, idempotent=False)
-            except PrefectApiError as exc:
-                if exc.maybe_applied:
-                    # The answer was lost, maybe after the server created the pool: if a pool of this name
-                    # and type appeared just now, it is this request's, and the create goes on from there.
-                    existing = client.get_or_none(pool_path(name))
-                    if _created_by_this_request(existing, desired["type"], requested_at):
-                        return self._adopt(client, existing, desired)
-                    raise
-                if exc.status_code != 409:
-                    raise
-                raise PrefectApiError(
-                    f"Work pool {name!r} already exists on {client.base_url}. To manage it with Pulumi, "
-                    "set adopt_existing=True on this WorkPool (`pulumi import` does not work for dynamic "
-                    "resources); otherwise choose another name or delete the existing pool.",
-                    method=exc.method,
-                    path=exc.path,
-                    status_code=409,
-                    detail=exc.detail,
-                ) from None
-            return CreateResult(str(pool["id"]), self._outputs(client, pool, desired))
+    def post(self, client: PrefectClient, desired: Mapping[str, Any]) -> dict[str, Any]:
+        body = {"name": desired["name"], "type": desired["type"]}
+        body.update(
+            {api: desired.get(key) for key, api in UPDATE_FIELDS.items() if self.managed(key, desired)}
+        )
+        if "base_job_template" not in body:
+            body["base_job_template"] = default_base_job_template(client, desired["type"])
+        try:
+            pool: dict[str, Any] = client.post("/work_pools/", body, idempotent=False)
+        except PrefectApiError as exc:
+            if exc.status_code == 409:  # POST /work_pools/ never overwrites: a duplicate name is a 409
+                raise self.already_exists(client, desired) from None
+            raise
+        return pool
 
-    def _adopt(
-        self, client: PrefectClient, existing: dict[str, Any], desired: dict[str, Any]
-    ) -> CreateResult:
-        name = desired["name"]
-        if existing.get("type") != desired["type"]:
-            raise PrefectApiError(
-                f"Cannot adopt work pool {name!r}: it has type {existing.get('type')!r} but this WorkPool "
-                f"says {desired['type']!r}, and a pool's type cannot change. Set "
-                f"type={existing.get('type')!r} to adopt it as it is, or delete the pool so that Pulumi can "
-                "create it.",
-                method="GET",
-                path=pool_path(name),
-                status_code=200,
-            )
-        current = self._outputs(client, existing, desired)
-        body = {
-            api: desired.get(key)
-            for key, api in UPDATE_FIELDS.items()
-            if self._managed(key, desired) and not same(current.get(key), desired.get(key))
-        }
+    def fetch(self, client: PrefectClient, id_: str, previous: Mapping[str, Any]) -> dict[str, Any] | None:
+        if previous.get("name"):
+            return super().fetch(client, id_, previous)
+        # `WorkPool.get(id)` passes no properties: find the pool by its id.
+        found = client.post("/work_pools/filter", {"work_pools": {"id": {"any_": [id_]}}}, idempotent=True)
+        return dict(found[0]) if found else None
+
+    def apply(
+        self, client: PrefectClient, id_: str, current: Mapping[str, Any], desired: Mapping[str, Any]
+    ) -> bool:
+        body = {UPDATE_FIELDS[key]: desired.get(key) for key in self.changed_keys(current, desired)}
+        if not self.managed("base_job_template", desired) and not current.get("base_job_template"):
+            # An adopted pool without a template validates no job variables: give it the server's default.
+            body["base_job_template"] = default_base_job_template(client, desired["type"])
         if body:
-            client.patch(pool_path(name), body)
-            existing = client.get(pool_path(name))
-        return CreateResult(str(existing["id"]), self._outputs(client, existing, desired))
+            client.patch(pool_path(desired["name"]), body)
+        return bool(body)
 
-    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        previous = plain_props(props)
-        name = previous.get("name")
-        with self.client() as client:
-            if name:
-                pool = client.get_or_none(pool_path(name))
-            else:  # `WorkPool.get(id)` passes no properties: find the pool by its id
-                found = client.post(
-                    "/work_pools/filter", {"work_pools": {"id": {"any_": [id_]}}}, idempotent=True
-                )
-                pool = found[0] if found else None
-            if pool is None:
-                return ReadResult(None, {})
-            outs = self._outputs(client, pool, previous)
-        return refreshed(str(pool["id"]), outs, INPUT_KEYS)
-
-    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        old, new = plain_props(olds), plain_props(news, INPUT_KEYS)
-        body = {
-            api: new.get(key)
-            for key, api in UPDATE_FIELDS.items()
-            if self._managed(key, new) and not same(old.get(key), new.get(key))
-        }
-        path = pool_path(new["name"])
-        with self.client() as client:
-            if body:
-                try:
-                    client.patch(path, body)
-                except PrefectApiError as exc:
-                    if exc.status_code == 404:
-                        raise PrefectApiError(
-                            f"Work pool {new['name']!r} no longer exists (deleted outside Pulumi); run "
-                            "`pulumi refresh` and then `pulumi up` to create it again.",
-                            method=exc.method,
-                            path=exc.path,
-                            status_code=404,
-                        ) from None
-                    raise
-            pool = client.get(path)
-            return UpdateResult(self._outputs(client, pool, new))
-
-    def delete(self, _id: str, props: dict[str, Any]) -> None:
-        name = plain_props(props).get("name")
-        if not name:
-            return
-        with self.client() as client:
-            client.delete(pool_path(name))  # 404: already gone, which is what we want
-
-    # -- helpers -----------------------------------------------------------------------------------
-
-    @staticmethod
-    def _managed(key: str, props: dict[str, Any]) -> bool:
-        return key != "base_job_template" or props.get("base_job_template") is not None
-
-    def _outputs(self, client: PrefectClient, pool: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
-        """Outputs reflect the server (so edits made in the UI show up as drift) and echo every input."""
+    def state(
+        self, client: PrefectClient, obj: Mapping[str, Any], previous: Mapping[str, Any]
+    ) -> dict[str, Any]:
         return {
-            "pool_id": str(pool["id"]),
-            "name": pool["name"],
-            "type": pool["type"],
-            "description": pool.get("description"),
-            "concurrency_limit": pool.get("concurrency_limit"),
-            "paused": bool(pool.get("is_paused", False)),
-            "base_job_template": pool.get("base_job_template") or {},
-            "status": pool.get("status"),
-            "ui_url": work_pool_ui_url(client.base_url, pool["name"]),
-            "adopt_existing": bool(inputs.get("adopt_existing", False)),
+            "pool_id": str(obj["id"]),
+            "name": obj["name"],
+            "type": obj["type"],
+            "description": obj.get("description"),
+            "concurrency_limit": obj.get("concurrency_limit"),
+            "paused": bool(obj.get("is_paused", False)),
+            "base_job_template": obj.get("base_job_template") or {},
+            "status": obj.get("status"),
+            "ui_url": work_pool_ui_url(client.base_url, obj["name"]),
         }
+
+    def managed(self, key: str, props: Mapping[str, Any]) -> bool:
+        return key != "base_job_template" or props.get("base_job_template") is not None
 
 
 class WorkPool(Resource, module="prefect", name="WorkPool"):
-    """A Prefect work pool. `type` defaults to `process`; the base job template defaults to the type's
-    template from the installed worker. Set `adopt_existing=True` to take over a pool that already exists."""
+    """A Prefect work pool. `type` defaults to `process`; the base job template, when not given, is the
+    server's default for the type at creation. Set `adopt_existing=True` to take over a pool that already
+    exists."""
 
     pool_id: pulumi.Output[str]
     name: pulumi.Output[str]
@@ -281,13 +166,3 @@ class WorkPool(Resource, module="prefect", name="WorkPool"):
             **dict.fromkeys(OUTPUT_ONLY_KEYS),
         }
         super().__init__(WorkPoolProvider(), resource_name, props, opts)
-
-
-# How far the server's clock may run behind ours when telling "created by this request" from "already there".
-CLOCK_SKEW = timedelta(seconds=30)
-
-
-def _created_by_this_request(pool: dict[str, Any] | None, pool_type: str, requested_at: datetime) -> bool:
-    if pool is None or pool.get("type") != pool_type or not pool.get("created"):
-        return False
-    return datetime.fromisoformat(str(pool["created"]).replace("Z", "+00:00")) >= requested_at - CLOCK_SKEW
