@@ -1,4 +1,5 @@
-"""Prefect resources as Pulumi dynamic providers: `WorkPool` and `Deployment` (with cron schedules).
+"""Prefect resources as Pulumi dynamic providers: `WorkPool`, `Deployment` (with cron schedules) and
+`FlowRunCheck` (one real run of a deployment).
 
 Connection settings come from the stack config namespace `prefect` (`prefect:apiUrl`, secret
 `prefect:apiKey` for Cloud, secret `prefect:authString` for a self-hosted server with basic auth), read in
@@ -12,11 +13,13 @@ from .client import (
     PrefectConfigError,
     RetryPolicy,
     deployment_ui_url,
+    flow_run_ui_url,
     parse_cloud_api_url,
     ui_base_url,
     work_pool_ui_url,
 )
 from .deployment import Deployment, DeploymentProvider
+from .flow_run_check import FlowRunCheck, FlowRunCheckError, FlowRunCheckProvider
 from .schedules import CronScheduleSpec
 from .validation import (
     CLOUD_ONLY_POOL_TYPES,
@@ -36,6 +39,9 @@ __all__ = [
     "CronScheduleSpec",
     "Deployment",
     "DeploymentProvider",
+    "FlowRunCheck",
+    "FlowRunCheckError",
+    "FlowRunCheckProvider",
     "PrefectApiError",
     "PrefectClient",
     "PrefectConfigError",
@@ -44,6 +50,7 @@ __all__ = [
     "WorkPoolProvider",
     "cron_problem",
     "deployment_ui_url",
+    "flow_run_ui_url",
     "name_problem",
     "parse_cloud_api_url",
     "timezone_problem",
