@@ -105,6 +105,11 @@ def run_program(
     """Run the program once with this stack config; raises what the program raises."""
     from infra.program import main
 
+    # Each `pulumi up` starts with no exports, but `set_mocks` keeps the stack resource of an earlier run in
+    # this process (pulumi/runtime/mocks.py `set_mocks` makes one only when there is none), with its exports.
+    earlier_stack = pulumi.runtime.settings.get_root_resource()
+    if earlier_stack is not None:
+        earlier_stack.outputs.clear()  # type: ignore[attr-defined]
     pulumi.runtime.set_all_config(dict(config), list(secret_keys))
     mocks = ProgramMocks(apply)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False)
