@@ -81,6 +81,16 @@ def fake_outputs(args: MockResourceArgs) -> tuple[str, dict[str, Any]]:
             next_run_time="2026-01-01T07:00:00+00:00",
             ui_url=f"http://ui/deployments/deployment/{token[:32]}",
         )
+    elif args.typ == "pulumi-python:dynamic/prefect:FlowRunCheck":
+        inputs.update(
+            flow_run_id=token[:32],
+            flow_run_name="smoke-test-run",
+            ui_url=f"http://ui/runs/flow-run/{token[:32]}",
+            state_type="COMPLETED",
+            state_name="Completed",
+            duration_seconds=4.2,
+            artifact_keys=["activity-suggestion"],
+        )
     return f"{args.name}-id", inputs
 
 
