@@ -20,7 +20,6 @@ from pulumi.runtime import rpc
 
 from infra.prefect import FlowRunCheck, FlowRunCheckProvider
 from infra.prefect.flow_run_check import RUN_KEYS
-from infra.prefect_snapshots import worker_base_job_template
 from tests.support.fault_proxy import Fault, FaultProxy
 from tests.support.prefect_server import PatientTransport, PrefectServer
 from tests.support.provider_host import BoundResource, ProviderCallError, ProviderHost, provider_property
@@ -39,10 +38,9 @@ def checks(host: ProviderHost) -> BoundResource:
 
 @pytest.fixture(scope="module")
 def pool(prefect_server: PrefectServer) -> str:
-    """A pool no worker polls: what happens to the runs is up to the `RunPlayer`."""
+    """A pool no worker polls (so no job template either): what happens to the runs is up to the `RunPlayer`."""
     name = f"checks-{uuid.uuid4().hex[:6]}"
-    body = {"name": name, "type": "process", "base_job_template": worker_base_job_template("process")}
-    httpx.post(f"{prefect_server.api_url}/work_pools/", json=body).raise_for_status()
+    httpx.post(f"{prefect_server.api_url}/work_pools/", json={"name": name}).raise_for_status()
     return name
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 from urllib.parse import quote
 
@@ -194,7 +194,7 @@ def _waiting_hint(run: Mapping[str, Any]) -> str:
     return ""
 
 
-def _text_problem(key: str) -> Any:
+def _text_problem(key: str) -> Callable[[Any], str | None]:
     def rule(value: Any) -> str | None:
         if isinstance(value, str) and value.strip():
             return None
