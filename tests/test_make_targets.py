@@ -1,4 +1,4 @@
-"""The Makefile's targets, run for real in a copy of a fresh clone.
+"""The Makefile's targets and the README's Cloud commands, run for real in a copy of a fresh clone.
 
 What this proves. The local Prefect server part runs for real: `make up` / `make server` start a real
 `prefect server start` on the port asked for, detached without setsid(1) (a setsid that fails is first on PATH, as
@@ -9,7 +9,7 @@ reboot) `make up` starts it again. The `pulumi` side runs against a recording st
 sequence of pulumi commands, their backend and passphrase variables, that the stack's Prefect address and login
 reach it (the login on stdin, never on a command line), that the server answered with that login at the moment
 `pulumi up` / `pulumi destroy` ran, that a stack other than dev refuses an empty passphrase before any pulumi
-command.
+command, and that the README's Cloud commands, run as written, use the same backend as `make`.
 
 What it cannot prove: what the real CLI does with these commands beyond the behaviour the stand-in models (its
 state files, encryption, prompts, the program run by `pulumi up`: tests/test_end_to_end.py applies the program with
@@ -24,6 +24,7 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +35,7 @@ import pytest
 
 from tests.support.make_runner import MakeRunner, fresh_clone
 from tests.support.prefect_server import free_port
+from tests.support.program_harness import REPO_ROOT
 
 DEV_UP = ["stack select --create dev", "up --yes --stack dev"]
 
@@ -183,7 +185,7 @@ def test_make_up_after_a_reboot_starts_the_server_again(dev: MakeRunner) -> None
     assert calls[-1]["probe"] == {"api_url": dev.api_url, "without_login": 401, "with_stack_login": 200}
 
 
-# --- refusals and other stacks ----------------------------------------------------------------------------------
+# --- refusals, other stacks and the README ------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -250,3 +252,62 @@ def test_a_stack_on_another_backend_is_left_to_pulumi(runner: MakeRunner) -> Non
     runner.make("up", "STACK=prod", PULUMI_BACKEND_URL="https://api.pulumi.com")
     assert runner.pulumi_commands() == ["stack select --create prod", "up --yes --stack prod"]
     assert {c["env"]["PULUMI_BACKEND_URL"] for c in runner.pulumi_calls()} == {"https://api.pulumi.com"}
+
+
+# What a user types in place of the README's <placeholders>.
+PLACEHOLDERS = {
+    "<account-id>": "0b6b2f4e-0000-4000-8000-000000000001",
+    "<workspace-id>": "1c7c3a5f-0000-4000-8000-000000000002",
+    "<org>": "acme",
+    "<user>": "robot",
+    "<token>": "registry-token",
+}
+
+
+def readme_commands(heading: str) -> str:
+    """The first ```bash block after a README heading, its <placeholders> filled in as a user would."""
+    readme = (REPO_ROOT / "README.md").read_text()
+    section = readme.split(f"\n{heading}", 1)[1]
+    match = re.search(r"```bash\n(.*?)```", section, re.DOTALL)
+    assert match, f"no bash block under {heading!r}"
+    commands = match.group(1)
+    for placeholder, value in PLACEHOLDERS.items():
+        commands = commands.replace(placeholder, value)
+    assert not re.search(r"<[a-z-]+>", commands), f"a placeholder this test does not know: {commands}"
+    return commands
+
+
+def test_the_readme_cloud_commands_run_as_written_on_the_backend_make_uses(
+    runner: MakeRunner, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    commands = readme_commands("## Prefect Cloud")
+    # A person at a terminal in the clone's root, answering pulumi's prompts.
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", commands],
+        cwd=runner.project_dir,
+        env=runner.env(HOME=str(home), FAKE_PULUMI_INTERACTIVE="1"),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+
+    calls = runner.pulumi_calls()
+    assert calls[0]["argv"][:2] == ["stack", "init"]
+    assert calls[-1]["argv"][0] == "up"
+    for call in calls:
+        assert call["exit"] == 0, call
+        assert call["env"].get("PULUMI_BACKEND_URL") == f"file://{runner.project_dir}/.pulumi", call
+        assert "PULUMI_CONFIG_PASSPHRASE" not in call["env"]
+        assert Path(call["env"]["PULUMI_CONFIG_PASSPHRASE_FILE"]).read_text().strip()
+
+    # `make up STACK=prod` with the same variables finds that stack (select, no new one) on that backend.
+    passphrase_file = calls[0]["env"]["PULUMI_CONFIG_PASSPHRASE_FILE"]
+    before = len(calls)
+    runner.make("up", "STACK=prod", PULUMI_CONFIG_PASSPHRASE_FILE=passphrase_file)
+    assert runner.pulumi_commands()[before:] == ["stack select --create prod", "up --yes --stack prod"]
+    state = json.loads((runner.pulumi_state / "store.json").read_text())
+    assert list(state["backends"]) == [f"file://{runner.project_dir}/.pulumi"]
