@@ -19,7 +19,7 @@ endif
 DEV_TARGETS := server dev-config
 endif
 
-.PHONY: up setup deps stack passphrase server dev-config down server-stop run-once test lint test-services
+.PHONY: up setup deps stack passphrase server dev-config down server-stop run-once test lint test-services screenshots
 
 up: setup ## setup, then `pulumi up --yes --stack $(STACK)`: build the image, create the pool, worker and deployment
 	pulumi up --yes --stack $(STACK)
@@ -84,6 +84,8 @@ lint:
 	uv run ruff format --check .
 	uv run mypy flows infra
 
-test-services: ## Debian/root only: install and start dockerd, a loopback registry, the base image stand-in
+test-services: ## Debian/root only: install and start dockerd, a loopback registry, the base image stand-in, chromium
 	bash scripts/test-services.sh
 
+screenshots: ## regenerate docs/ui-deployment.png and docs/ui-artifact.png in a real browser (needs Docker and chromium)
+	UI_SCREENSHOTS=1 uv run pytest tests/test_ui_browser.py
