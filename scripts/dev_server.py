@@ -218,20 +218,12 @@ def start(state: StateDir, address: Address) -> str:
             f"Makefile started with its login): stop it, or pick another port, e.g. `make up PREFECT_PORT=4300`. "
             f"A server left by an older `make server` stops with: kill -- -$(cat .prefect-server.pid)"
         )
+    command = [sys.executable, "-m", "prefect", "server", "start"]
+    command += ["--host", address.host, "--port", str(address.port)]
     state.log_file.parent.mkdir(parents=True, exist_ok=True)
     with state.log_file.open("ab") as log:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "prefect",
-                "server",
-                "start",
-                "--host",
-                address.host,
-                "--port",
-                str(address.port),
-            ],
+            command,
             env=server_env(address, auth),
             stdin=subprocess.DEVNULL,
             stdout=log,

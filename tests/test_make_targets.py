@@ -56,8 +56,10 @@ def is_running(pid: int) -> bool:
     except ProcessLookupError:
         return False
     # A zombie (killed, not yet reaped by its parent) counts as gone.
-    with open(f"/proc/{pid}/stat") as stat:
-        return stat.read().split(")")[-1].split()[0] != "Z"
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def pulumi_only(commands: list[str]) -> list[str]:
@@ -154,22 +156,7 @@ def test_a_second_make_up_writes_no_stack_config(dev: MakeRunner) -> None:
     assert pulumi_only(dev.pulumi_commands()[before:]) == DEV_UP
 
 
-def test_make_down_destroys_while_the_server_is_up_then_stops_it(dev: MakeRunner) -> None:
-    pid = server_pid(dev)
-    before = len(dev.pulumi_calls())
-    done = dev.make("down")
-
-    calls = dev.pulumi_calls()[before:]
-    assert [" ".join(c["argv"]) for c in calls][-1] == "destroy --yes --stack dev"
-    assert calls[-1]["probe"] == {"api_url": dev.api_url, "without_login": 401, "with_stack_login": 200}
-    assert "stopped" in done.stdout
-    assert not is_running(pid)
-    assert not (dev.dev_server_dir / "server.json").exists()
-    assert dev.make("server-stop").stdout.strip() == "No dev Prefect server is running."
-
-
 def test_make_up_after_a_reboot_starts_the_server_again(dev: MakeRunner) -> None:
-    dev.make("server")
     pid = server_pid(dev)
     os.killpg(pid, signal.SIGKILL)  # gone without cleaning up, like after a reboot: server.json stays
     deadline = time.monotonic() + 30
@@ -183,6 +170,20 @@ def test_make_up_after_a_reboot_starts_the_server_again(dev: MakeRunner) -> None
     calls = dev.pulumi_calls()[before:]
     assert pulumi_only([" ".join(c["argv"]) for c in calls]) == DEV_UP  # same login, same address
     assert calls[-1]["probe"] == {"api_url": dev.api_url, "without_login": 401, "with_stack_login": 200}
+
+
+def test_make_down_destroys_while_the_server_is_up_then_stops_it(dev: MakeRunner) -> None:
+    pid = server_pid(dev)
+    before = len(dev.pulumi_calls())
+    done = dev.make("down")
+
+    calls = dev.pulumi_calls()[before:]
+    assert [" ".join(c["argv"]) for c in calls][-1] == "destroy --yes --stack dev"
+    assert calls[-1]["probe"] == {"api_url": dev.api_url, "without_login": 401, "with_stack_login": 200}
+    assert "stopped" in done.stdout
+    assert not is_running(pid)
+    assert not (dev.dev_server_dir / "server.json").exists()
+    assert dev.make("server-stop").stdout.strip() == "No dev Prefect server is running."
 
 
 # --- refusals, other stacks and the README ------------------------------------------------------------------

@@ -51,6 +51,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 PAGE_TIMEOUT_MS = 60_000  # a guard: the UI loads its bundle and queries the API on a busy 2-core machine
+expect.set_options(timeout=PAGE_TIMEOUT_MS)
 SCREENSHOTS = os.environ.get("UI_SCREENSHOTS") == "1"
 STACK = "ui"
 ARTIFACT_KEY = "activity-suggestion"
@@ -140,11 +141,15 @@ def stack(
         engine.destroy(record)
 
 
-def new_context(browser: Browser, stack: UiStack) -> BrowserContext:
-    """A browser of a person in the stack's timezone (so 09:00 there reads 09:00), with nothing stored yet."""
+def at_the_login_form(browser: Browser, stack: UiStack, url: str) -> Page:
+    """`url` opened in the browser of a person in the stack's timezone (so 09:00 there reads 09:00) who has not
+    logged in yet: the UI shows its login form."""
     context = browser.new_context(viewport={"width": 1280, "height": 800}, timezone_id=stack.timezone)
     context.set_default_timeout(PAGE_TIMEOUT_MS)
-    return context
+    page = context.new_page()
+    page.goto(url)
+    expect(page.get_by_placeholder("admin:pass")).to_be_visible()
+    return page
 
 
 def log_in(page: Page, login: str) -> None:
@@ -155,14 +160,12 @@ def log_in(page: Page, login: str) -> None:
 
 @pytest.fixture(scope="module")
 def signed_in(chromium: Browser, stack: UiStack) -> Iterator[BrowserContext]:
-    context = new_context(chromium, stack)
-    page = context.new_page()
-    page.goto(stack.exports["deployment_url"])
+    page = at_the_login_form(chromium, stack, stack.exports["deployment_url"])
     log_in(page, stack.login)
-    expect(page.get_by_text("daily-0900")).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+    expect(page.get_by_text("daily-0900")).to_be_visible()
     page.close()
-    yield context
-    context.close()
+    yield page.context
+    page.context.close()
 
 
 # --- logging in ---------------------------------------------------------------------------------------------
@@ -172,33 +175,25 @@ def signed_in(chromium: Browser, stack: UiStack) -> Iterator[BrowserContext]:
 def test_the_ui_asks_for_the_login_refuses_a_wrong_one_and_takes_the_one_make_printed(
     chromium: Browser, stack: UiStack
 ) -> None:
-    context = new_context(chromium, stack)
-    page = context.new_page()
-    page.goto(stack.exports["prefect_ui_url"])  # the address `make` prints
-    expect(page.get_by_placeholder("admin:pass")).to_be_visible(timeout=PAGE_TIMEOUT_MS)
-
+    page = at_the_login_form(chromium, stack, stack.exports["prefect_ui_url"])  # the address `make` prints
     log_in(page, "admin:not-the-login")
-    expect(page.get_by_text("Invalid credentials")).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+    expect(page.get_by_text("Invalid credentials")).to_be_visible()
     expect(page.get_by_placeholder("admin:pass")).to_be_visible()
 
     log_in(page, stack.login)
-    expect(page.get_by_text("Active Work Pools")).to_be_visible(timeout=PAGE_TIMEOUT_MS)
-    expect(page.get_by_text(stack.pool_name).first).to_be_visible()
-    context.close()
+    see_dashboard(page, stack)
+    page.context.close()
 
 
 @pytest.mark.docker
 def test_a_link_opened_before_logging_in_shows_its_page_after_the_login(
     chromium: Browser, stack: UiStack
 ) -> None:
-    context = new_context(chromium, stack)
-    page = context.new_page()
-    page.goto(stack.exports["deployment_url"])
-    expect(page.get_by_placeholder("admin:pass")).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+    page = at_the_login_form(chromium, stack, stack.exports["deployment_url"])
     log_in(page, stack.login)
-    expect(page.get_by_text("daily-0900")).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+    expect(page.get_by_text("daily-0900")).to_be_visible()
     assert urlsplit(page.url).path == urlsplit(stack.exports["deployment_url"]).path
-    context.close()
+    page.context.close()
 
 
 # --- each link the stack hands the user ---------------------------------------------------------------------
