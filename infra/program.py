@@ -38,6 +38,7 @@ def main(project_dir: Path | None = None) -> None:
     pulumi.export("prefect_ui_url", ui_base_url(config.prefect.api_url))
     pulumi.export("deployment_url", deployment.ui_url)
     pulumi.export("work_pool_name", pool.name)
+    pulumi.export("work_pool_url", pool.ui_url)
     pulumi.export("image_ref", image.reference)
     pulumi.export("worker_container_names", [worker.name for worker in workers])
     pulumi.export("next_run_time", deployment.next_run_time)

@@ -141,6 +141,7 @@ def test_dev_deployment_runs_daily_at_0900_with_the_flows_own_schema(dev: Progra
 def test_dev_stack_exports_what_a_user_needs(dev: ProgramRun) -> None:
     assert dev.exports["prefect_ui_url"] == "http://127.0.0.1:4200"
     assert dev.exports["work_pool_name"] == "suggest-activity"
+    assert dev.exports["work_pool_url"] == dev.one(WORK_POOL).outputs["ui_url"]
     assert dev.exports["image_ref"] == dev.one(IMAGE).inputs["imageName"]
     assert dev.exports["worker_container_names"] == ["suggest-activity-worker-dev-0"]
     assert dev.exports["deployment_url"] == dev.one(DEPLOYMENT).outputs["ui_url"]
