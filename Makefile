@@ -50,7 +50,7 @@ test: ## the whole test suite (needs Docker; in CI scripts/test-services.sh star
 lint:
 	uv run ruff check .
 	uv run ruff format --check .
-	uv run mypy flows infra
+	uv run mypy flows infra worker
 
 test-services: ## Debian/root only: install and start dockerd, a loopback registry and the base image stand-in
 	bash scripts/test-services.sh

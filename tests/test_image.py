@@ -161,16 +161,17 @@ def test_locked_runtime_dependencies_and_the_flow_import(
 
 @pytest.mark.docker
 def test_code_dir_holds_only_the_image_inputs(client: docker.DockerClient, image: BuiltImage) -> None:
-    code, output = run_in(client, image.id, ["sh", "-c", "ls -A; echo ---; cd flows && find . -print | sort"])
+    code, output = run_in(client, image.id, ["sh", "-c", "ls -A; echo ---; find flows worker -print | sort"])
     assert code == 0, output
-    top, flow_files = output.split("---")
-    assert sorted(top.split()) == ["flows", "pyproject.toml", "uv.lock"]
+    top, code_files = output.split("---")
+    assert sorted(top.split()) == ["flows", "pyproject.toml", "uv.lock", "worker"]
     expected = {
-        "./" + path.relative_to(REPO_ROOT / "flows").as_posix()
-        for path in (REPO_ROOT / "flows").rglob("*")
+        path.relative_to(REPO_ROOT).as_posix()
+        for code_dir in ("flows", "worker")
+        for path in [REPO_ROOT / code_dir, *(REPO_ROOT / code_dir).rglob("*")]
         if "__pycache__" not in path.parts and path.suffix != ".pyc" and not path.name.startswith(".")
     }
-    assert set(flow_files.split()) - {"."} == expected  # no __pycache__ from the host, no tests, no .venv
+    assert set(code_files.split()) == expected  # no __pycache__ from the host, no tests, no .venv
 
 
 @pytest.mark.docker
@@ -265,7 +266,8 @@ def test_flow_code_change_reuses_the_dependency_layer(
     context.mkdir()
     for name in ("Dockerfile", ".dockerignore", "pyproject.toml", "uv.lock"):
         shutil.copy2(REPO_ROOT / name, context / name)
-    shutil.copytree(REPO_ROOT / "flows", context / "flows", ignore=shutil.ignore_patterns("__pycache__"))
+    for code_dir in ("worker", "flows"):
+        shutil.copytree(REPO_ROOT / code_dir, context / code_dir, ignore=shutil.ignore_patterns("__pycache__"))
     probe = f"code-change-{uuid.uuid4().hex}"
     (context / "flows" / "_cache_probe.py").write_text(f"PROBE = {probe!r}\n")
 
