@@ -11,13 +11,6 @@ import pulumi_docker as docker
 from infra.config import DOCKER_HOST_ALIAS, StackConfig
 
 HEALTH_PORT = 8080
-# The image is slim (no curl); the worker's --with-healthcheck server answers 200 while it polls.
-HEALTHCHECK = [
-    "CMD",
-    "python",
-    "-c",
-    f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{HEALTH_PORT}/health', timeout=5)",
-]
 DOCKER_SOCKET = "/var/run/docker.sock"
 
 
@@ -33,6 +26,12 @@ RUN_MB = 100
 
 def run_limit(memory_mb: int) -> int:
     return max(1, (memory_mb - WORKER_BASE_MB) // RUN_MB)
+
+
+def healthcheck_test(pool_name: str) -> list[str]:
+    """Healthy only while the worker reaches its Prefect API with its own credentials, its work pool exists, and
+    its --with-healthcheck server says it polls (worker/healthcheck.py, shipped in the image, says why not)."""
+    return ["CMD", "python", "-m", "worker.healthcheck", "--pool", pool_name]
 
 
 def worker_command(config: StackConfig, name: str) -> list[str]:
@@ -96,7 +95,11 @@ def worker_containers(
                 wait=True,
                 wait_timeout=180,
                 healthcheck=docker.ContainerHealthcheckArgs(
-                    tests=HEALTHCHECK, interval="10s", timeout="10s", retries=3, start_period="60s"
+                    tests=healthcheck_test(config.pool_name),
+                    interval="10s",
+                    timeout="10s",
+                    retries=3,
+                    start_period="60s",
                 ),
                 hosts=[docker.ContainerHostArgs(host=DOCKER_HOST_ALIAS, ip="host-gateway")]
                 if config.prefect.worker_needs_host_gateway

@@ -25,6 +25,7 @@ import docker
 import docker.errors
 import pytest
 
+from infra.worker import healthcheck_test
 from tests.support.docker_env import (
     BASE_IMAGE,
     BuildError,
@@ -47,13 +48,8 @@ UID = "10001"
 IMAGE_TAG = "suggest-activity:image-tests"
 # A piece of the dependency step's command, to find that step in the image history.
 DEPS_STEP_MARKER = "uv export --locked"
-# What the deployment runs as the worker container's healthcheck (the image has no curl).
-HEALTHCHECK = [
-    "CMD",
-    "python",
-    "-c",
-    "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/health', timeout=5)",
-]
+# What the deployment runs as the worker container's healthcheck, for the pool of the test below.
+HEALTHCHECK = healthcheck_test("image-test-pool")
 SECRET_LIKE = re.compile(r"(?i)\b\w*(password|passwd|secret|token|api_?key|auth_string|credential)\w*=\S+")
 SECOND = 1_000_000_000  # docker healthcheck durations are nanoseconds
 
