@@ -12,6 +12,13 @@ from infra.config import DOCKER_HOST_ALIAS, StackConfig
 
 HEALTH_PORT = 8080
 DOCKER_SOCKET = "/var/run/docker.sock"
+# How long `pulumi destroy` / a replace lets a worker stop before SIGKILL: pulumi-docker's delete is ContainerStop
+# with destroy_grace_seconds as its timeout, 0 when unset (terraform-provider-docker v4.5.0,
+# resource_docker_container_funcs.go, resourceDockerContainerDelete). On SIGTERM the container's PID 1
+# (worker/supervisor.py) has the runs in flight report Crashed, about 2 s each and in parallel, then stops the
+# worker (about 2 s); 30 s leaves room for a slow or busy API. ContainerStop returns as soon as the container exits,
+# so this bounds how long a replace can hold up `up`; with no run in flight it takes a few seconds.
+STOP_GRACE_SECONDS = 30
 
 
 def worker_name(config: StackConfig, index: int) -> str:
@@ -36,6 +43,9 @@ def healthcheck_test(pool_name: str) -> list[str]:
 
 def worker_command(config: StackConfig, name: str) -> list[str]:
     return [
+        # PID 1: on `docker stop` it ends the runs in flight as Crashed before stopping the worker, which would
+        # otherwise take them down unreported and leave them Running for ever (worker/supervisor.py).
+        "python", "-m", "worker.supervisor",
         "prefect", "worker", "start",
         "--pool", config.pool_name,
         "--type", config.pool_type,
@@ -92,6 +102,7 @@ def worker_containers(
                 envs=worker_envs(config),
                 restart="unless-stopped",
                 must_run=True,
+                destroy_grace_seconds=STOP_GRACE_SECONDS,  # docker stop -t 30, then remove (see above)
                 wait=True,
                 wait_timeout=180,
                 healthcheck=docker.ContainerHealthcheckArgs(
