@@ -15,7 +15,7 @@ from infra.config import ImageSettings
 CODE_DIR = "/opt/prefect/suggest-activity"
 # Everything the Dockerfile copies in. A change to any of these is a new image and a new tag.
 IMAGE_INPUTS = ("Dockerfile", ".dockerignore", "pyproject.toml", "uv.lock")
-CODE_DIRS = ("flows", "worker")  # the flow, and the worker container's healthcheck
+FLOW_CODE_DIR = "flows"
 
 
 def content_tag(project_dir: Path, base_image: str) -> str:
@@ -24,8 +24,7 @@ def content_tag(project_dir: Path, base_image: str) -> str:
     files = [project_dir / name for name in IMAGE_INPUTS]
     files += sorted(
         path
-        for code_dir in CODE_DIRS
-        for path in (project_dir / code_dir).rglob("*")
+        for path in (project_dir / FLOW_CODE_DIR).rglob("*")
         if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
     )
     for path in files:
