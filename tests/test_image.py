@@ -263,7 +263,9 @@ def test_flow_code_change_reuses_the_dependency_layer(
     for name in ("Dockerfile", ".dockerignore", "pyproject.toml", "uv.lock"):
         shutil.copy2(REPO_ROOT / name, context / name)
     for code_dir in ("worker", "flows"):
-        shutil.copytree(REPO_ROOT / code_dir, context / code_dir, ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(
+            REPO_ROOT / code_dir, context / code_dir, ignore=shutil.ignore_patterns("__pycache__")
+        )
     probe = f"code-change-{uuid.uuid4().hex}"
     (context / "flows" / "_cache_probe.py").write_text(f"PROBE = {probe!r}\n")
 
