@@ -7,7 +7,9 @@ command, env with its secrets, healthcheck test, hosts, user limits); only Docke
 health status, the probe's output (`docker inspect`), and `docker logs`.
 
 The last test applies the real program with the local engine and a worker URL nothing listens on: `up` fails, and
-its error (which carries the container's last log lines) says which URL could not be reached.
+its error (which carries the container's last log lines) says which URL could not be reached. The first two call
+the probe (worker/healthcheck.py) in this process against the same servers: the answers a container cannot
+easily get (a URL without /api, no credentials, an API key beside an auth string).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import docker
+import httpx
 import pytest
 from docker.types import Healthcheck
 
@@ -28,8 +31,7 @@ from tests.support.prefect_server import PrefectServer, free_port
 from tests.support.program_harness import REPO_ROOT, run_program
 from tests.support.stack_checks import PrefectApi, stack_containers
 from tests.test_end_to_end import copy_project
-
-pytestmark = pytest.mark.docker
+from worker.healthcheck import Unhealthy, check_api
 
 STACK, POOL = "whealth", "wh-health"
 IMAGE_TAG = "suggest-activity:worker-health-tests"
@@ -136,6 +138,46 @@ def logs(container: Any) -> str:
     return str(container.logs().decode(errors="replace"))
 
 
+# --- the probe itself, in this process, against the real servers (no Docker) ---------------------------------
+
+
+def test_the_probe_tells_a_missing_pool_from_a_url_that_is_not_the_api(prefect_server: PrefectServer) -> None:
+    with pytest.raises(Unhealthy) as missing:
+        check_api(prefect_server.api_url, "wh-no-such-pool", {})
+    assert "answered 404" in str(missing.value)
+    assert 'Work pool "wh-no-such-pool" not found.' in str(missing.value)
+    assert "work pool that does not exist" in str(missing.value)
+
+    without_api = prefect_server.api_url.removesuffix("/api")
+    with pytest.raises(Unhealthy) as not_api:
+        check_api(without_api, "wh-no-such-pool", {})
+    assert f"the Prefect API at {without_api} answered 404" in str(not_api.value)
+    assert "that is not a Prefect API" in str(not_api.value)
+
+
+def test_the_probe_sends_credentials_as_prefects_client_does(auth_server: PrefectServer) -> None:
+    user, password = AUTH_STRING.split(":", 1)
+    created = httpx.post(
+        f"{auth_server.api_url}/work_pools/", json={"name": POOL, "type": "process"}, auth=(user, password)
+    )
+    assert created.status_code == 201, created.text
+
+    with pytest.raises(Unhealthy) as anonymous:
+        check_api(auth_server.api_url, POOL, {})
+    assert "answered 401" in str(anonymous.value)
+    assert "the worker sent no credentials" in str(anonymous.value)
+    # The auth string as basic auth, and before an API key, as PrefectClient.__init__ does.
+    check_api(auth_server.api_url, POOL, {"PREFECT_API_AUTH_STRING": AUTH_STRING, "PREFECT_API_KEY": "pnu_x"})
+    with pytest.raises(Unhealthy) as key_only:
+        check_api(auth_server.api_url, POOL, {"PREFECT_API_KEY": "pnu_x"})
+    assert "the worker sent the API key in PREFECT_API_KEY" in str(key_only.value)
+    assert "pnu_x" not in str(key_only.value)
+
+
+# --- real worker containers ------------------------------------------------------------------------------
+
+
+@pytest.mark.docker
 def test_a_worker_that_reaches_its_api_and_pool_is_healthy(
     docker_client: docker.DockerClient,
     image: str,
@@ -154,6 +196,7 @@ def test_a_worker_that_reaches_its_api_and_pool_is_healthy(
     )
 
 
+@pytest.mark.docker
 def test_a_worker_pointed_at_a_wrong_address_is_unhealthy_and_says_which_url(
     docker_client: docker.DockerClient,
     image: str,
@@ -174,6 +217,7 @@ def test_a_worker_pointed_at_a_wrong_address_is_unhealthy_and_says_which_url(
     assert f"worker healthcheck: unhealthy: {reason}" in logs(worker)
 
 
+@pytest.mark.docker
 def test_a_worker_with_a_wrong_auth_string_is_unhealthy_and_says_401(
     docker_client: docker.DockerClient, image: str, auth_server: PrefectServer, workers: list[Any]
 ) -> None:
@@ -192,6 +236,7 @@ def test_a_worker_with_a_wrong_auth_string_is_unhealthy_and_says_401(
         assert secret not in logs(worker)
 
 
+@pytest.mark.docker
 def test_a_worker_whose_pool_does_not_exist_is_unhealthy_and_says_404(
     docker_client: docker.DockerClient, image: str, prefect_server: PrefectServer, workers: list[Any]
 ) -> None:
@@ -207,6 +252,7 @@ def test_a_worker_whose_pool_does_not_exist_is_unhealthy_and_says_404(
     assert "pulumi up --refresh" in probe["Output"]
 
 
+@pytest.mark.docker
 def test_up_fails_when_the_worker_cannot_reach_the_api_and_its_error_names_the_url(
     tmp_path_factory: pytest.TempPathFactory,
     docker_client: docker.DockerClient,

@@ -124,7 +124,7 @@ def _refusal(api_url: str, url: str, pool: str, status: int, detail: str, sent: 
         return f"{answered}: the worker sent {sent}; fix {CREDENTIAL_HINT}"
     if status == 403:
         return f"{answered}: the worker sent {sent}, which may not read work pool {pool!r}; give it access"
-    if status == 404 and pool in detail:  # Prefect: 'Work pool "<name>" not found.'
+    if status == 404 and "work pool" in detail.lower():  # Prefect: 'Work pool "<name>" not found.'
         return (
             f"{answered}: the worker would poll a work pool that does not exist and run nothing; was it "
             f"deleted (`pulumi up --refresh` recreates it), or is {URL_HINT} another server or workspace?"
