@@ -253,13 +253,18 @@ def test_a_worker_whose_pool_does_not_exist_is_unhealthy_and_says_404(
 
 
 @pytest.mark.docker
-def test_up_fails_when_the_worker_cannot_reach_the_api_and_its_error_names_the_url(
+def test_up_fails_when_the_worker_cannot_reach_the_api_and_the_worker_log_names_the_url(
     tmp_path_factory: pytest.TempPathFactory,
     docker_client: docker.DockerClient,
     prefect_server: PrefectServer,
 ) -> None:
     """The real program through the local engine: the pool is created (the providers reach the API), the worker
-    cannot (its URL is wrong), so `wait=True` never sees it healthy and `up` fails after the declared wait."""
+    cannot (its URL is wrong), so `wait=True` never sees it healthy and `up` fails after the declared wait.
+
+    pulumi-docker's own error is only "container failed to be in healthy state"; the reason is in the worker's
+    `docker logs`, where the README's Troubleshooting sends users (the failed container stays: the provider
+    keeps a create that failed its wait, tainted). Today's local engine also copies them into its error; that is
+    not asserted, so the test holds when the engine says exactly what pulumi-docker says."""
     wrong_url = f"http://host.docker.internal:{free_port()}/api"
     project_dir = copy_project(tmp_path_factory.mktemp("worker-health-up") / "suggest-activity")
     config = {
@@ -275,9 +280,11 @@ def test_up_fails_when_the_worker_cannot_reach_the_api_and_its_error_names_the_u
         record, message = engine.up(), "up succeeded"
     except Exception as error:
         record, message = getattr(error, "record", StackRecord()), str(error)
+    reason = f"worker healthcheck: unhealthy: cannot reach the Prefect API at {wrong_url}"
     try:
-        assert "is not healthy" in message
-        assert f"worker healthcheck: unhealthy: cannot reach the Prefect API at {wrong_url}" in message
+        assert "healthy" in message, message  # the wait failed, not something before it
+        (worker,) = stack_containers(docker_client, "whup")
+        assert reason in logs(worker)
     finally:
         engine.destroy(record)
         for container in stack_containers(docker_client, "whup"):  # a failed create is not in the record
