@@ -82,7 +82,7 @@ test: ## the whole test suite (needs Docker; in CI scripts/test-services.sh star
 lint: ## ruff, mypy, and the GitHub Actions workflows: actionlint (with shellcheck on run: scripts) and zizmor
 	uv run ruff check .
 	uv run ruff format --check .
-	uv run mypy flows infra
+	uv run mypy flows infra worker
 	uv run actionlint
 	uv run zizmor --offline --quiet .github
 

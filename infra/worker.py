@@ -11,14 +11,14 @@ import pulumi_docker as docker
 from infra.config import DOCKER_HOST_ALIAS, StackConfig
 
 HEALTH_PORT = 8080
-# The image is slim (no curl); the worker's --with-healthcheck server answers 200 while it polls.
-HEALTHCHECK = [
-    "CMD",
-    "python",
-    "-c",
-    f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{HEALTH_PORT}/health', timeout=5)",
-]
 DOCKER_SOCKET = "/var/run/docker.sock"
+# How long `pulumi destroy` / a replace lets a worker stop before SIGKILL: pulumi-docker's delete is ContainerStop
+# with destroy_grace_seconds as its timeout, 0 when unset (terraform-provider-docker v4.5.0,
+# resource_docker_container_funcs.go, resourceDockerContainerDelete). On SIGTERM the container's PID 1
+# (worker/supervisor.py) has the runs in flight report Crashed, about 2 s each and in parallel, then stops the
+# worker (about 2 s); 30 s leaves room for a slow or busy API. ContainerStop returns as soon as the container exits,
+# so this bounds how long a replace can hold up `up`; with no run in flight it takes a few seconds.
+STOP_GRACE_SECONDS = 30
 
 
 def worker_name(config: StackConfig, index: int) -> str:
@@ -35,8 +35,17 @@ def run_limit(memory_mb: int) -> int:
     return max(1, (memory_mb - WORKER_BASE_MB) // RUN_MB)
 
 
+def healthcheck_test(pool_name: str) -> list[str]:
+    """Healthy only while the worker reaches its Prefect API with its own credentials, its work pool exists, and
+    its --with-healthcheck server says it polls (worker/healthcheck.py, shipped in the image, says why not)."""
+    return ["CMD", "python", "-m", "worker.healthcheck", "--pool", pool_name]
+
+
 def worker_command(config: StackConfig, name: str) -> list[str]:
     return [
+        # PID 1: on `docker stop` it ends the runs in flight as Crashed before stopping the worker, which would
+        # otherwise take them down unreported and leave them Running for ever (worker/supervisor.py).
+        "python", "-m", "worker.supervisor",
         "prefect", "worker", "start",
         "--pool", config.pool_name,
         "--type", config.pool_type,
@@ -93,10 +102,15 @@ def worker_containers(
                 envs=worker_envs(config),
                 restart="unless-stopped",
                 must_run=True,
+                destroy_grace_seconds=STOP_GRACE_SECONDS,  # docker stop -t 30, then remove (see above)
                 wait=True,
                 wait_timeout=180,
                 healthcheck=docker.ContainerHealthcheckArgs(
-                    tests=HEALTHCHECK, interval="10s", timeout="10s", retries=3, start_period="60s"
+                    tests=healthcheck_test(config.pool_name),
+                    interval="10s",
+                    timeout="10s",
+                    retries=3,
+                    start_period="60s",
                 ),
                 hosts=[docker.ContainerHostArgs(host=DOCKER_HOST_ALIAS, ip="host-gateway")]
                 if config.prefect.worker_needs_host_gateway

@@ -97,6 +97,7 @@ def test_dev_worker_runs_from_the_image_digest_and_reaches_the_local_server(dev:
     assert worker["image"] == image.outputs["repoDigest"]
     assert worker["name"] == "suggest-activity-worker-dev-0"
     assert worker["command"] == [
+        "python", "-m", "worker.supervisor",
         "prefect", "worker", "start", "--pool", "suggest-activity", "--type", "process",
         "--name", "suggest-activity-worker-dev-0", "--limit", "8", "--with-healthcheck", "--install-policy", "never",
         "--no-create-pool-if-not-found",
@@ -105,8 +106,11 @@ def test_dev_worker_runs_from_the_image_digest_and_reaches_the_local_server(dev:
     assert worker["hosts"] == [{"host": "host.docker.internal", "ip": "host-gateway"}]
     assert worker["restart"] == "unless-stopped"
     assert worker["wait"] is True and worker["mustRun"] is True
-    assert "/health" in " ".join(worker["healthcheck"]["tests"])
-    assert "curl" not in " ".join(worker["healthcheck"]["tests"])
+    assert worker["destroyGraceSeconds"] == 30  # docker stop -t 30 before remove, not SIGKILL at once
+    # The image's own check (worker/healthcheck.py): the API with the worker's credentials, then the worker's /health.
+    assert worker["healthcheck"]["tests"] == [
+        "CMD", "python", "-m", "worker.healthcheck", "--pool", "suggest-activity",
+    ]  # fmt: skip
     assert worker["memory"] == 1024
     assert {"label": "pulumi.stack", "value": "dev"} in worker["labels"]
     assert "volumes" not in worker  # a process pool gets no Docker socket
