@@ -180,7 +180,8 @@ def run_program(
 
     try:
         program()
-    except BaseException:
+    except BaseException as error:
+        _ALREADY_RAISED.messages.add(str(error))
         _drop_abandoned_registrations()
         raise
     return ProgramRun(mocks.registrations, exports)
@@ -189,6 +190,26 @@ def run_program(
 class _Unretrieved(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return not record.getMessage().startswith("Future exception was never retrieved")
+
+
+class _AlreadyRaised(logging.Filter):
+    """Outputs derived from a failed one (an `apply` on the image's digest) hold the same error in futures that
+    nothing awaits once the program has failed, and some outlive the collection below (the caller keeps the
+    error, and its traceback keeps them). Collected at exit, each would log the error again: drop those logs
+    for errors a failed program already raised to its caller, and only those."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        unretrieved = record.getMessage().startswith("Future exception was never retrieved")
+        return not (unretrieved and error is not None and str(error) in self.messages)
+
+
+_ALREADY_RAISED = _AlreadyRaised()
+logging.getLogger("asyncio").addFilter(_ALREADY_RAISED)
 
 
 def _drop_abandoned_registrations() -> None:
