@@ -109,6 +109,7 @@ class StackRecord:
     actions: dict[str, str] = field(default_factory=dict)  # name -> create|update|replace|same|delete
     exports: dict[str, Any] = field(default_factory=dict)
     providers: list[ResourceRecord] = field(default_factory=list)
+    deleted: set[tuple[str, str]] = field(default_factory=set)  # (type, id) deleted by this `up`
 
     def get(self, typ: str, name: str) -> ResourceRecord | None:
         """The live resource (not one whose deletion is pending)."""
@@ -324,13 +325,16 @@ class LocalEngine:
         declared = {(r.typ, r.name) for r in record.resources if not r.delete}
         leftovers = [r for r in record.resources if r.delete]
         leftovers += [
-            r for r in previous.resources if (r.typ, r.name) not in declared and not r.pending_replacement
+            r
+            for r in previous.resources
+            if r.delete or ((r.typ, r.name) not in declared and not r.pending_replacement)
         ]
         for resource in _deletion_order(leftovers):
             self._handler(host, resource, _providers_of(previous, record)).delete(resource)
+            record.deleted.add((resource.typ, resource.id))
             if resource in record.resources:
                 record.resources.remove(resource)
-            else:
+            elif (resource.typ, resource.name) not in declared:
                 record.actions[resource.name] = "delete"
 
     # --- pulumi destroy / refresh ---------------------------------------------------------------------------
@@ -536,7 +540,11 @@ def _keep(record: StackRecord, resource: ResourceRecord, action: str) -> Resourc
 def _with_unreached(record: StackRecord, previous: StackRecord) -> StackRecord:
     """The state after a failed `up`: what it did, plus every earlier resource it did not reach, as it was."""
     reached = {(r.typ, r.name) for r in record.resources}
-    unreached = [r for r in previous.resources if (r.typ, r.name) not in reached]
+    unreached = [
+        r
+        for r in previous.resources
+        if (r.typ, r.id) not in record.deleted and (r.delete or (r.typ, r.name) not in reached)
+    ]
     providers = {(p.typ, p.name) for p in record.providers}
     return StackRecord(
         resources=record.resources + unreached,
