@@ -621,13 +621,4 @@ def _changed(before: dict[str, Any], after: dict[str, Any]) -> dict[str, tuple[A
 
 
 def _canonical(value: Any) -> str:
-    def plain(v: Any) -> Any:
-        if isinstance(v, float) and v.is_integer():
-            return int(v)
-        if isinstance(v, dict):
-            return {k: plain(x) for k, x in v.items() if x is not None}
-        if isinstance(v, list):
-            return [plain(x) for x in v]
-        return v
-
-    return json.dumps(plain(reveal(value)), sort_keys=True, default=str)
+    return json.dumps(facts.plain(reveal(value)), sort_keys=True, default=str)

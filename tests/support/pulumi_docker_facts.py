@@ -240,20 +240,20 @@ def refuse_unmodelled(inputs: Mapping[str, Any]) -> None:
 # --- planned state, read, diff -----------------------------------------------------------------------------
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """Numbers as the schema's ints (the wire turns them into floats), nested values likewise."""
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items() if v is not None}
+        return {k: plain(v) for k, v in value.items() if v is not None}
     if isinstance(value, list):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     return value
 
 
 def planned(inputs: Mapping[str, Any]) -> dict[str, Any]:
     """The program's inputs with the schema's defaults: what create works from, and the state until a read."""
-    state = {key: _plain(value) for key, value in inputs.items() if value is not None}
+    state = {key: plain(value) for key, value in inputs.items() if value is not None}
     for field in FIELDS:
         if field.name not in state and field.default is not None:
             state[field.name] = field.default
@@ -272,7 +272,7 @@ def read_state(inspect: Inspect, prior: Mapping[str, Any]) -> dict[str, Any]:
         value = field.read(inspect)
         if value is None and field.name in ("healthcheck", "capabilities"):
             continue  # set only when Docker has one
-        state[field.name] = _plain(value)
+        state[field.name] = plain(value)
     state["image"] = _read_image(inspect, str(prior.get("image", "")))
     if not inspect["State"].get("Running"):
         state["exitCode"] = inspect["State"].get("ExitCode")
@@ -290,7 +290,7 @@ def _zero(field: Field) -> Any:
 def _canonical(field: Field, value: Any) -> Any:
     """A value in the form the Terraform diff compares: sets unordered, and scalars as strings where an unset
     value, "", 0 and false are all the type's zero (`schemaMap.diffString` compares string forms)."""
-    value = _plain(value)
+    value = plain(value)
     if field.kind in ("set", "objects"):
         return sorted(repr(_canonical_item(v)) for v in value or [])
     if field.kind == "list":
