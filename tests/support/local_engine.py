@@ -22,10 +22,13 @@ What it models, and where that comes from (pulumi/pulumi `pkg/resource/deploy/st
   registers a resource only once its dependencies are registered), and deletions run in reverse dependency
   order.
 * A create that fails after the object exists (a container whose `wait` timed out) keeps the resource in the
-  state with init errors; the next `up` then sends an empty update (which applies nothing), unless
+  state with init errors (bridge `pkg/tfbridge/provider.go` `Provider.Create` → `initializationError`; engine
+  `step.go` `CreateStep.Apply`, `StatusPartialFailure`); the next `up` then sends an empty update, which the
+  bridge answers with the old state (`Provider.Update`, nil diff) and so checks nothing, unless
   `replace_on_changes` covers it (`"*"`), which replaces it. A failed `up` keeps every resource it did not
   reach with its previous state; a delete-before-replace whose create failed keeps the old resource marked
-  pending replacement (the next `up` only creates); a create-before-delete whose create failed keeps the old.
+  pending replacement (`DeleteStep.Apply`: the next `up` only creates); a create-before-delete whose create
+  failed keeps the old.
 * Dynamic resources (`pulumi-python:dynamic/*`) go through their providers in the same gRPC host process the
   engine starts (`python -m pulumi.dynamic`), configured with the stack config first.
 * pulumi-docker resources and providers: tests/support/docker_resources.py, with the container's upstream
@@ -39,8 +42,9 @@ refresh` and reports the drift; `up(refreshed)` after it is `pulumi up --refresh
 Not modelled: the engine's state file and its secret encryption (the record is a Python object), previews,
 parallelism beyond what the mock monitor does, the dependents that a delete-before-replace also replaces
 (`calculateDependentReplacements`), pulumi-docker's Image `contextDigest` (the image's content tag stands in
-for it), the native Image's fallback to Docker Desktop's user sockets, and nested `ignore_changes` /
-`replace_on_changes` paths (refused).
+for it), the native Image's fallback to Docker Desktop's user sockets. Refused rather than guessed: nested
+`ignore_changes` / `replace_on_changes` paths, `replace_on_changes` on dynamic resources (their host's Diff
+names no changed keys), `retain_on_delete`, `protect`, `custom_timeouts`, a changed provider configuration.
 """
 
 from __future__ import annotations
