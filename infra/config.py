@@ -17,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pulumi
 
 from infra import prefect_snapshots
+from infra.docker_endpoint import docker_host
 from infra.prefect import (
     CLOUD_ONLY_POOL_TYPES,
     cron_problem,
@@ -166,6 +167,8 @@ class StackConfig:
     schedule: ScheduleSettings
     flow_parameters: dict[str, Any]
     smoke_run: SmokeRunSettings
+    # The Docker daemon of the image and the workers: `docker:host`, else DOCKER_HOST, else the local socket.
+    docker_host: str
 
 
 # A credential's check: (value, key or variable, the command that sets it) -> a message or None.
@@ -177,7 +180,7 @@ class _Reader:
 
     def __init__(self) -> None:
         self.problems: list[str] = []
-        self._configs = {ns: pulumi.Config(ns) for ns in ("prefect", "image", PROJECT)}
+        self._configs = {ns: pulumi.Config(ns) for ns in ("prefect", "image", "docker", PROJECT)}
 
     def problem(self, key: str, message: str) -> None:
         self.problems.append(f"{key}: {message}")
@@ -320,6 +323,7 @@ def load_stack_config() -> StackConfig:
         schedule=schedule,
         flow_parameters=flow_parameters,
         smoke_run=smoke_run,
+        docker_host=docker_host(read.text("docker:host")),
     )
 
 
