@@ -4,8 +4,9 @@ The real program runs under the local engine (tests/support/local_engine.py): th
 pool and deployment really created through the providers' gRPC host, the worker container really started, and the
 smoke run (infra/prefect/flow_run_check.py, on by default) really run by that worker before `up` returns. So these
 journeys are the smoke run's, read back like a user would: the journeys of one stack share a module-scoped state
-and run in order: up from nothing (one run, Completed) → no-op up (no run) → flow-code change (one run of the new
-code, by the new worker) → parameters pointing at a failing API (`up` fails naming the run; the next `up` after
+and run in order: up from nothing (one run, Completed) → no-op up, and up after a refresh (no run) → a healthcheck
+change (a new worker, no run: what a run executes is the same) → flow-code change (one run of the new code, by the
+new worker) → parameters pointing at a failing API (`up` fails naming the run; the next `up` after
 the fix runs the check again) → pool paused (`up` fails at the timeout; the run is cancelled) → destroy (the runs
 stay: they are history). Push and the docker pool use a second stack, whose smoke run is a per-run container.
 """
@@ -271,6 +272,7 @@ def test_a_healthcheck_change_reaches_the_worker(
     after = process_stack.up()
 
     assert after.actions["worker-0"] == "replace"
+    # Nothing else, the smoke run included: what a run executes did not change.
     assert {name for name, action in after.actions.items() if action != "same"} == {"worker-0"}
     (new_worker,) = stack_containers(docker_client, "e2e")
     assert new_worker.id != old_worker.id
