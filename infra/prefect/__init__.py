@@ -1,4 +1,5 @@
-"""Prefect resources as Pulumi dynamic providers: `WorkPool` and `Deployment` (with cron schedules).
+"""Prefect resources as Pulumi dynamic providers: `WorkPool` and `Deployment` (with cron schedules), and for
+alerts a `NotificationBlock` (a webhook or Slack block document, its URL a secret).
 
 Connection settings come from the stack config namespace `prefect` (`prefect:apiUrl`, secret
 `prefect:apiKey` for Cloud, secret `prefect:authString` for a self-hosted server with basic auth), read in
@@ -17,6 +18,13 @@ from .client import (
     work_pool_ui_url,
 )
 from .deployment import Deployment, DeploymentProvider
+from .notification_block import (
+    BLOCK_KINDS,
+    NotificationBlock,
+    NotificationBlockProvider,
+    block_document_ui_url,
+    webhook_url_problem,
+)
 from .schedules import CronScheduleSpec
 from .validation import (
     CLOUD_ONLY_POOL_TYPES,
@@ -30,24 +38,29 @@ from .validation import (
 from .work_pool import WorkPool, WorkPoolProvider
 
 __all__ = [
+    "BLOCK_KINDS",
     "CLOUD_ONLY_POOL_TYPES",
     "WORK_POOL_TYPES",
     "ConnectionSettings",
     "CronScheduleSpec",
     "Deployment",
     "DeploymentProvider",
+    "NotificationBlock",
+    "NotificationBlockProvider",
     "PrefectApiError",
     "PrefectClient",
     "PrefectConfigError",
     "RetryPolicy",
     "WorkPool",
     "WorkPoolProvider",
+    "block_document_ui_url",
     "cron_problem",
     "deployment_ui_url",
     "name_problem",
     "parse_cloud_api_url",
     "timezone_problem",
     "ui_base_url",
+    "webhook_url_problem",
     "work_pool_name_problem",
     "work_pool_type_problem",
     "work_pool_ui_url",
