@@ -1,11 +1,12 @@
 """Prefect resources as Pulumi dynamic providers: `WorkPool` and `Deployment` (with cron schedules), and for
-alerts a `NotificationBlock` (a webhook or Slack block document, its URL a secret).
+alerts a `NotificationBlock` (a webhook or Slack block document, its URL a secret) and an `Automation`.
 
 Connection settings come from the stack config namespace `prefect` (`prefect:apiUrl`, secret
 `prefect:apiKey` for Cloud, secret `prefect:authString` for a self-hosted server with basic auth), read in
 the providers' `configure()`, with PREFECT_API_URL / PREFECT_API_KEY / PREFECT_API_AUTH_STRING as fallback.
 """
 
+from .automation import Automation, AutomationProvider, automation_ui_url
 from .client import (
     ConnectionSettings,
     PrefectApiError,
@@ -41,6 +42,8 @@ __all__ = [
     "BLOCK_KINDS",
     "CLOUD_ONLY_POOL_TYPES",
     "WORK_POOL_TYPES",
+    "Automation",
+    "AutomationProvider",
     "ConnectionSettings",
     "CronScheduleSpec",
     "Deployment",
@@ -53,6 +56,7 @@ __all__ = [
     "RetryPolicy",
     "WorkPool",
     "WorkPoolProvider",
+    "automation_ui_url",
     "block_document_ui_url",
     "cron_problem",
     "deployment_ui_url",

@@ -11,6 +11,7 @@ import gc
 import hashlib
 import logging
 import os
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -81,6 +82,12 @@ def fake_outputs(args: MockResourceArgs) -> tuple[str, dict[str, Any]]:
             next_run_time="2026-01-01T07:00:00+00:00",
             ui_url=f"http://ui/deployments/deployment/{token[:32]}",
         )
+    elif args.typ == "pulumi-python:dynamic/prefect:NotificationBlock":
+        inputs.update(
+            block_document_id=str(uuid.UUID(token[:32])), ui_url=f"http://ui/blocks/block/{token[:32]}"
+        )
+    elif args.typ == "pulumi-python:dynamic/prefect:Automation":
+        inputs.update(automation_id=token[:32], ui_url=f"http://ui/automations/automation/{token[:32]}")
     return f"{args.name}-id", inputs
 
 
