@@ -33,6 +33,7 @@ from pulumi.dynamic import Resource
 from .client import PrefectClient, ui_base_url
 from .props import from_wire, is_unknown, same
 from .provider_base import InputCheck, PrefectResourceProvider
+from .validation import tags_problem
 
 FIELD_KEYS = ("name", "description", "enabled", "tags", "trigger", "actions")
 INPUT_KEYS = (*FIELD_KEYS, "adopt_existing")
@@ -116,7 +117,7 @@ class AutomationProvider(PrefectResourceProvider):
         check.judge("name", _name_problem)
         check.optional_strings("description")
         check.flags("enabled", "adopt_existing")
-        check.judge("tags", _tags_problem)
+        check.judge("tags", tags_problem)
         check.judge("trigger", _trigger_problem)
         check.judge("actions", _actions_problem)
 
@@ -187,12 +188,6 @@ def _name_problem(name: Any) -> str | None:
     if isinstance(name, str) and name.strip():
         return None
     return "name is required: give the automation a non-empty name, e.g. 'daily run failed or late'."
-
-
-def _tags_problem(tags: Any) -> str | None:
-    if isinstance(tags, list) and all(isinstance(t, str) and t for t in tags):
-        return None
-    return "tags must be a list of non-empty strings."
 
 
 def _trigger_problem(trigger: Any) -> str | None:

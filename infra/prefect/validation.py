@@ -83,6 +83,13 @@ def name_problem(name: Any, field: str) -> str | None:
     return None
 
 
+def tags_problem(tags: Any) -> str | None:
+    """Tags of a deployment or an automation: a list of non-empty strings."""
+    if isinstance(tags, list) and all(isinstance(t, str) and t for t in tags):
+        return None
+    return "tags must be a list of non-empty strings."
+
+
 def work_pool_name_problem(name: Any, field: str = "name") -> str | None:
     """`name_problem` plus Prefect's reservation of the `prefect` prefix for its own pools."""
     problem = name_problem(name, field)
