@@ -83,20 +83,21 @@ def mark_additional_secret_outputs(outs: dict[str, Any], keys: Iterable[str]) ->
     return outs
 
 
-def plain_leaves(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
-    """(path, leaf) of every value NOT under a secret: what the engine would store and show in plain text."""
+def leaves(value: Any, path: str = "", secret: bool = False) -> Iterator[tuple[str, Any, bool]]:
+    """(path, leaf, inside a secret) for every leaf of a property value."""
     if is_secret(value):
-        return
-    if isinstance(value, Mapping):
+        yield from leaves(rpc.unwrap_rpc_secret(value), path, True)
+    elif isinstance(value, Mapping):
         for key, item in value.items():
-            yield from plain_leaves(item, f"{path}.{key}")
+            yield from leaves(item, f"{path}.{key}", secret)
     elif isinstance(value, list | tuple):
         for index, item in enumerate(value):
-            yield from plain_leaves(item, f"{path}[{index}]")
+            yield from leaves(item, f"{path}[{index}]", secret)
     else:
-        yield path, value
+        yield path, value, secret
 
 
 def plain_paths_holding(value: Any, text: str) -> list[str]:
-    """The paths of the plain (non-secret) leaves whose text contains `text`."""
-    return [path for path, leaf in plain_leaves(value) if text in str(leaf)]
+    """The paths of the leaves NOT inside a secret (what the engine stores and shows in plain text) whose text
+    contains `text`."""
+    return [path for path, leaf, secret in leaves(value) if not secret and text in str(leaf)]
