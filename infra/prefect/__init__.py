@@ -6,7 +6,7 @@ Connection settings come from the stack config namespace `prefect` (`prefect:api
 the providers' `configure()`, with PREFECT_API_URL / PREFECT_API_KEY / PREFECT_API_AUTH_STRING as fallback.
 """
 
-from .automation import Automation, AutomationProvider, automation_ui_url
+from .automation import Automation, AutomationProvider
 from .client import (
     ConnectionSettings,
     PrefectApiError,
@@ -19,13 +19,7 @@ from .client import (
     work_pool_ui_url,
 )
 from .deployment import Deployment, DeploymentProvider
-from .notification_block import (
-    BLOCK_KINDS,
-    NotificationBlock,
-    NotificationBlockProvider,
-    block_document_ui_url,
-    webhook_url_problem,
-)
+from .notification_block import NotificationBlock, NotificationBlockProvider
 from .schedules import CronScheduleSpec
 from .validation import (
     CLOUD_ONLY_POOL_TYPES,
@@ -33,13 +27,13 @@ from .validation import (
     cron_problem,
     name_problem,
     timezone_problem,
+    webhook_url_problem,
     work_pool_name_problem,
     work_pool_type_problem,
 )
 from .work_pool import WorkPool, WorkPoolProvider
 
 __all__ = [
-    "BLOCK_KINDS",
     "CLOUD_ONLY_POOL_TYPES",
     "WORK_POOL_TYPES",
     "Automation",
@@ -56,8 +50,6 @@ __all__ = [
     "RetryPolicy",
     "WorkPool",
     "WorkPoolProvider",
-    "automation_ui_url",
-    "block_document_ui_url",
     "cron_problem",
     "deployment_ui_url",
     "name_problem",

@@ -31,14 +31,14 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import pulumi
 from pulumi.dynamic import Resource
 
 from .client import PrefectApiError, PrefectClient, ui_base_url
 from .provider_base import InputCheck, PrefectResourceProvider
-from .validation import validation_failure
+from .validation import validation_failure, webhook_url_problem
 
 # prefect/utilities/names.py `obfuscate`: what the API shows instead of a secret value.
 MASKED = "********"
@@ -107,24 +107,6 @@ def block_document_path(block_document_id: str) -> str:
 def block_document_ui_url(api_url: str, block_document_id: str) -> str:
     # prefect/utilities/urls.py UI_URL_FORMATS["block-document"]
     return f"{ui_base_url(api_url)}/blocks/block/{block_document_id}"
-
-
-def webhook_url_problem(url: Any, field: str, fix: str) -> str | None:
-    """An http(s) URL a server can POST to. The message never repeats the URL: it is a secret."""
-    if not isinstance(url, str) or not url.strip():
-        return f"{field} is empty; {fix}"
-    if any(character.isspace() or not character.isprintable() for character in url):
-        return (
-            f"{field} contains spaces, line breaks or control characters (not shown: it is a secret); {fix}"
-        )
-    parts = urlsplit(url)
-    try:
-        port_ok = parts.port is None or 1 <= parts.port <= 65535
-    except ValueError:
-        port_ok = False
-    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
-        return f"{field} is not an http(s) URL with a host (not shown: it is a secret); {fix}"
-    return None
 
 
 class NotificationBlockProvider(PrefectResourceProvider):
