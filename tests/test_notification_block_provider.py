@@ -102,7 +102,15 @@ def loaded_by_the_server(document: dict[str, Any]) -> Any:
     from prefect.server.events.actions import _load_block_from_block_document
     from prefect.server.schemas.core import BlockDocument
 
-    return asyncio.run(_load_block_from_block_document(BlockDocument.model_validate(document)))
+    # A loop of its own, never made current: asyncio.run would leave none behind for the Pulumi mocks of later
+    # tests in this process.
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(
+            _load_block_from_block_document(BlockDocument.model_validate(document))
+        )
+    finally:
+        loop.close()
 
 
 class Created:
