@@ -49,13 +49,15 @@ RUN set -eux \
  && /tmp/uv-tool/bin/uv pip check --python /opt/venv/bin/python \
  && rm -rf /tmp/uv-tool /tmp/requirements.txt /root/.cache
 
-# The flow code last: a change here rebuilds only this small layer. Owned by root, read-only for the worker.
+# The code last: a change here rebuilds only these small layers. Owned by root, read-only for the worker.
+# worker/ is what the worker container runs besides Prefect; the flow, which changes most, comes last.
+COPY worker/ ./worker/
 COPY flows/ ./flows/
 
 USER 10001:10001
 
 # No HEALTHCHECK here: per-run containers of a docker pool use this image too and serve nothing. The worker
-# container gets its healthcheck from the deployment (curl is not in the image):
-#   python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/health', timeout=5)"
+# container gets its healthcheck from the deployment (infra/worker.py):
+#   python -m worker.healthcheck --pool <pool>
 # together with `prefect worker start ... --with-healthcheck`.
 CMD ["prefect", "version"]

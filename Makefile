@@ -1,44 +1,76 @@
-# Task runner. `make setup` then `make up` bring the dev stack up on a fresh machine; `make test` runs the tests.
+# Task runner. `make up` brings the dev stack up on a fresh clone (it does whatever setup is missing);
+# `make test` runs the tests. The Pulumi targets wrap the plain commands named beside them.
 SHELL := /bin/bash
 STACK ?= dev
+# The dev stack's local Prefect server (scripts/dev_server.py). It listens on every address because containers
+# reach it through host.docker.internal, and it requires a login generated once into $(DEV_SERVER_DIR)/auth.
+PREFECT_HOST ?= 0.0.0.0
 PREFECT_PORT ?= 4200
-# Local Pulumi state in this folder (no Pulumi account needed) and an empty passphrase for the dev stack.
-# For a shared stack, set PULUMI_BACKEND_URL and PULUMI_CONFIG_PASSPHRASE(_FILE) yourself.
-export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi
+DEV_SERVER_DIR ?= $(CURDIR)/.dev-server
+DEV_SERVER = uv run --locked python scripts/dev_server.py --dir "$(DEV_SERVER_DIR)" --host $(PREFECT_HOST) --port $(PREFECT_PORT)
+# Pulumi state in this folder (no Pulumi account needed) unless PULUMI_BACKEND_URL names another backend.
+LOCAL_BACKEND := file://$(CURDIR)/.pulumi
+export PULUMI_BACKEND_URL ?= $(LOCAL_BACKEND)
+# Only the dev stack gets an empty passphrase: its one secret is the login of a server on this machine.
+ifeq ($(STACK),dev)
 ifeq ($(origin PULUMI_CONFIG_PASSPHRASE_FILE),undefined)
 export PULUMI_CONFIG_PASSPHRASE ?=
 endif
+DEV_TARGETS := server dev-config
+endif
 
-.PHONY: setup up down server server-stop run-once test lint test-services
+.PHONY: up setup deps stack passphrase server dev-config down server-stop run-once test lint test-services screenshots
 
-setup: ## install the locked dependencies, a local Pulumi backend and the stack, and start a local Prefect server
-	uv sync --locked
-	mkdir -p .pulumi
-	pulumi stack select --create $(STACK)
-	$(MAKE) server
-
-up: ## build the image and create the pool, worker and deployment
+up: setup ## setup, then `pulumi up --yes --stack $(STACK)`: build the image, create the pool, worker and deployment
 	pulumi up --yes --stack $(STACK)
+ifeq ($(STACK),dev)
+	@$(DEV_SERVER) info
+endif
 
-down: ## destroy everything the stack created, then stop the local Prefect server
-	pulumi destroy --yes --stack $(STACK)
-	$(MAKE) server-stop
+setup: deps stack $(DEV_TARGETS) ## dependencies, the stack (`pulumi stack select --create`) and, for dev, the local server
 
-# Not `prefect server start --background`: it pipes the server's output to a process that exits, and the
-# server dies at its first log line.
-server: ## a local Prefect server on 0.0.0.0 (containers reach it through host.docker.internal); log in .prefect-server.log
-	@if curl -fsS http://127.0.0.1:$(PREFECT_PORT)/api/health >/dev/null 2>&1; then \
-		echo "Prefect server already answers on :$(PREFECT_PORT)"; \
-	else \
-		setsid nohup .venv/bin/prefect server start --host 0.0.0.0 --port $(PREFECT_PORT) >.prefect-server.log 2>&1 & \
-		echo $$! >.prefect-server.pid; \
-		for i in $$(seq 90); do curl -fsS http://127.0.0.1:$(PREFECT_PORT)/api/health >/dev/null 2>&1 && \
-			echo "Prefect server up: http://127.0.0.1:$(PREFECT_PORT)" && exit 0; sleep 1; done; \
-		echo "the Prefect server did not answer on :$(PREFECT_PORT) within 90 s; see .prefect-server.log"; exit 1; \
+deps:
+	uv sync --locked
+
+stack: passphrase
+	@if [ "$$PULUMI_BACKEND_URL" = "$(LOCAL_BACKEND)" ]; then mkdir -p .pulumi; fi
+	pulumi stack select --create $(STACK)
+
+# A stack's secrets are encrypted with its passphrase; refuse an empty one outside dev, before pulumi runs.
+# Like pulumi (pkg/secrets/passphrase/manager.go, readPassphrase): a set PULUMI_CONFIG_PASSPHRASE wins over
+# PULUMI_CONFIG_PASSPHRASE_FILE, whose content is trimmed.
+passphrase:
+	@if [ -n "$${PULUMI_CONFIG_PASSPHRASE+set}" ]; then phrase=$$PULUMI_CONFIG_PASSPHRASE; \
+	elif [ -r "$$PULUMI_CONFIG_PASSPHRASE_FILE" ]; then phrase=$$(cat "$$PULUMI_CONFIG_PASSPHRASE_FILE"); \
+	else phrase=; fi; \
+	if [ "$(STACK)" != dev ] && [ "$$PULUMI_BACKEND_URL" = "$(LOCAL_BACKEND)" ] && [ -z "$${phrase//[[:space:]]/}" ]; then \
+		echo "Refusing stack '$(STACK)': its secrets would be encrypted with an empty passphrase in ./.pulumi." >&2; \
+		echo "  Give it a passphrase:  export PULUMI_CONFIG_PASSPHRASE_FILE=~/.config/suggest-activity/$(STACK).passphrase" >&2; \
+		echo "                    or:  export PULUMI_CONFIG_PASSPHRASE='<passphrase>'" >&2; \
+		echo "  or use another backend: export PULUMI_BACKEND_URL=s3://<bucket> (or https://api.pulumi.com, ...)" >&2; \
+		exit 1; \
 	fi
 
-server-stop:
-	@if [ -f .prefect-server.pid ]; then kill -- -$$(cat .prefect-server.pid) 2>/dev/null || true; rm -f .prefect-server.pid; fi
+# The dev stack talks to the server `make server` runs: its address and its login (a secret, read from the
+# file on stdin, never on a command line). Written only when they differ, so Pulumi.dev.yaml stays still.
+dev-config: server stack
+	@url=$$($(DEV_SERVER) api-url); \
+	if [ "$$(pulumi config get prefect:apiUrl --stack dev 2>/dev/null)" != "$$url" ]; then \
+		pulumi config set prefect:apiUrl "$$url" --stack dev; fi; \
+	if [ "$$(pulumi config get prefect:authString --stack dev 2>/dev/null)" != "$$(cat "$(DEV_SERVER_DIR)/auth")" ]; then \
+		pulumi config set --secret prefect:authString --stack dev <"$(DEV_SERVER_DIR)/auth"; fi
+
+down: passphrase $(if $(DEV_TARGETS),server) ## `pulumi destroy --yes --stack $(STACK)`, then, for dev, stop the local server
+	pulumi destroy --yes --stack $(STACK)
+ifeq ($(STACK),dev)
+	@$(DEV_SERVER) stop
+endif
+
+server: ## start the local Prefect server (or reuse it) and print its UI address and login; log in $(DEV_SERVER_DIR)
+	@$(DEV_SERVER) start
+
+server-stop: ## stop the local Prefect server `make server` started (its login stays)
+	@$(DEV_SERVER) stop
 
 run-once: ## run the flow once here, against the real Bored API, and print the activity
 	uv run python -m flows.suggest_activity
@@ -50,9 +82,12 @@ test: ## the whole test suite (needs Docker; in CI scripts/test-services.sh star
 lint: ## ruff, mypy, and the GitHub Actions workflows: actionlint (with shellcheck on run: scripts) and zizmor
 	uv run ruff check .
 	uv run ruff format --check .
-	uv run mypy flows infra
+	uv run mypy flows infra worker
 	uv run actionlint
 	uv run zizmor --offline --quiet .github
 
-test-services: ## Debian/root only: install and start dockerd, a loopback registry and the base image stand-in
+test-services: ## Debian/root only: install and start dockerd, a loopback registry, the base image stand-in, chromium
 	bash scripts/test-services.sh
+
+screenshots: ## regenerate docs/ui-deployment.png and docs/ui-artifact.png in a real browser (needs Docker and chromium)
+	UI_SCREENSHOTS=1 uv run pytest tests/test_ui_browser.py

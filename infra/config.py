@@ -17,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pulumi
 
 from infra import prefect_snapshots
+from infra.docker_endpoint import docker_host
 from infra.prefect import (
     CLOUD_ONLY_POOL_TYPES,
     cron_problem,
@@ -134,6 +135,8 @@ class StackConfig:
     deployment_name: str
     schedule: ScheduleSettings
     flow_parameters: dict[str, Any]
+    # The Docker daemon of the image and the workers: `docker:host`, else DOCKER_HOST, else the local socket.
+    docker_host: str
     alerts: AlertSettings
 
 
@@ -146,7 +149,7 @@ class _Reader:
 
     def __init__(self) -> None:
         self.problems: list[str] = []
-        self._configs = {ns: pulumi.Config(ns) for ns in ("prefect", "image", PROJECT, "alerts")}
+        self._configs = {ns: pulumi.Config(ns) for ns in ("prefect", "image", "docker", PROJECT, "alerts")}
 
     def problem(self, key: str, message: str) -> None:
         self.problems.append(f"{key}: {message}")
@@ -288,6 +291,7 @@ def load_stack_config() -> StackConfig:
         deployment_name=deployment_name,
         schedule=schedule,
         flow_parameters=flow_parameters,
+        docker_host=docker_host(read.text("docker:host")),
         alerts=alerts,
     )
 

@@ -81,7 +81,7 @@ class FlowImage:
     digest: pulumi.Output[str]
 
 
-def flow_image(settings: ImageSettings, project_dir: Path) -> FlowImage:
+def flow_image(settings: ImageSettings, project_dir: Path, provider: docker.Provider) -> FlowImage:
     tag = content_tag(project_dir, settings.base_image)
     reference = f"{settings.repository}:{tag}"
     registry = None
@@ -98,5 +98,6 @@ def flow_image(settings: ImageSettings, project_dir: Path) -> FlowImage:
         ),
         registry=registry,
         skip_push=not settings.push,
+        opts=pulumi.ResourceOptions(provider=provider),  # built on the daemon the workers run on
     )
     return FlowImage(resource=image, tag=tag, reference=reference, digest=image.repo_digest)

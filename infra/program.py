@@ -8,6 +8,7 @@ import pulumi
 
 from infra.alerts import alert_automation
 from infra.config import load_stack_config
+from infra.docker_endpoint import docker_provider
 from infra.flow_deployment import daily_deployment
 from infra.image import flow_image
 from infra.prefect import WorkPool
@@ -19,8 +20,10 @@ from infra.worker import worker_containers
 def main(project_dir: Path | None = None) -> None:
     # Everything is validated before the first resource is declared: a bad stack creates nothing.
     config = load_stack_config()
+    # One Docker daemon for the image and the workers.
+    docker = docker_provider(config.docker_host)
     # Pulumi runs the program from the project directory, the Docker build context.
-    image = flow_image(config.image, project_dir or Path.cwd())
+    image = flow_image(config.image, project_dir or Path.cwd(), docker)
     pool = WorkPool(
         "work-pool",
         name=config.pool_name,
@@ -33,12 +36,13 @@ def main(project_dir: Path | None = None) -> None:
         # pool in parallel with the build, and a failed build or push would leave it behind.
         opts=pulumi.ResourceOptions(depends_on=[image.resource]),
     )
-    workers = worker_containers(config, image.digest, pool)
+    workers = worker_containers(config, image.digest, pool, docker)
     deployment = daily_deployment(config, image, pool.name)
 
     pulumi.export("prefect_ui_url", ui_base_url(config.prefect.api_url))
     pulumi.export("deployment_url", deployment.ui_url)
     pulumi.export("work_pool_name", pool.name)
+    pulumi.export("work_pool_url", pool.ui_url)
     pulumi.export("image_ref", image.reference)
     pulumi.export("worker_container_names", [worker.name for worker in workers])
     pulumi.export("next_run_time", deployment.next_run_time)

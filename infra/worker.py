@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import os
-import stat
-
 import pulumi
 import pulumi_docker as docker
 
 from infra.config import DOCKER_HOST_ALIAS, StackConfig
+from infra.docker_endpoint import DOCKER_SOCKET, group_of_socket
 
 HEALTH_PORT = 8080
-# The image is slim (no curl); the worker's --with-healthcheck server answers 200 while it polls.
-HEALTHCHECK = [
-    "CMD",
-    "python",
-    "-c",
-    f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{HEALTH_PORT}/health', timeout=5)",
-]
-DOCKER_SOCKET = "/var/run/docker.sock"
+# How long `pulumi destroy` / a replace lets a worker stop before SIGKILL: pulumi-docker's delete is ContainerStop
+# with destroy_grace_seconds as its timeout, 0 when unset (terraform-provider-docker v4.5.0,
+# resource_docker_container_funcs.go, resourceDockerContainerDelete). On SIGTERM the container's PID 1
+# (worker/supervisor.py) has the runs in flight report Crashed, about 2 s each and in parallel, then stops the
+# worker (about 2 s); 30 s leaves room for a slow or busy API. ContainerStop returns as soon as the container exits,
+# so this bounds how long a replace can hold up `up`; with no run in flight it takes a few seconds.
+STOP_GRACE_SECONDS = 30
+WAIT_TIMEOUT_SECONDS = 180
 
 
 def worker_name(config: StackConfig, index: int) -> str:
@@ -35,8 +33,17 @@ def run_limit(memory_mb: int) -> int:
     return max(1, (memory_mb - WORKER_BASE_MB) // RUN_MB)
 
 
+def healthcheck_test(pool_name: str) -> list[str]:
+    """Healthy only while the worker reaches its Prefect API with its own credentials, its work pool exists, and
+    its --with-healthcheck server says it polls (worker/healthcheck.py, shipped in the image, says why not)."""
+    return ["CMD", "python", "-m", "worker.healthcheck", "--pool", pool_name]
+
+
 def worker_command(config: StackConfig, name: str) -> list[str]:
     return [
+        # PID 1: on `docker stop` it ends the runs in flight as Crashed before stopping the worker, which would
+        # otherwise take them down unreported and leave them Running for ever (worker/supervisor.py).
+        "python", "-m", "worker.supervisor",
         "prefect", "worker", "start",
         "--pool", config.pool_name,
         "--type", config.pool_type,
@@ -66,24 +73,16 @@ def worker_envs(config: StackConfig) -> list[pulumi.Input[str]]:
     return envs
 
 
-def docker_socket_group() -> str | None:
-    """The group that owns the local Docker socket, so the non-root worker may use it (docker pools only)."""
-    try:
-        info = os.stat(DOCKER_SOCKET)
-    except OSError:
-        return None
-    return str(info.st_gid) if stat.S_ISSOCK(info.st_mode) else None
-
-
 def worker_containers(
-    config: StackConfig, image_digest: pulumi.Output[str], pool: pulumi.Resource
+    config: StackConfig, image_digest: pulumi.Output[str], pool: pulumi.Resource, provider: docker.Provider
 ) -> list[docker.Container]:
-    """N identical workers; each is replaced exactly when the image digest changes."""
+    """N identical workers; each is replaced, and waited for, whenever anything about it changes."""
     containers = []
+    docker_pool = config.pool_type == "docker"
+    # The socket's group as the daemon sees it, so that the non-root worker may use the socket.
+    socket_group = group_of_socket(config.docker_host, image_digest) if docker_pool else None
     for index in range(config.worker.replicas):
         name = worker_name(config, index)
-        docker_pool = config.pool_type == "docker"
-        socket_group = docker_socket_group() if docker_pool else None
         containers.append(
             docker.Container(
                 f"worker-{index}",
@@ -93,15 +92,23 @@ def worker_containers(
                 envs=worker_envs(config),
                 restart="unless-stopped",
                 must_run=True,
+                destroy_grace_seconds=STOP_GRACE_SECONDS,  # docker stop -t 30, then remove (see above)
                 wait=True,
-                wait_timeout=180,
+                wait_timeout=WAIT_TIMEOUT_SECONDS,
+                # Durations in the form pulumi-docker reads them back, Go's Duration.String() ("1m0s", not "60s":
+                # resourceDockerContainerRead), or every `up` would show a change.
                 healthcheck=docker.ContainerHealthcheckArgs(
-                    tests=HEALTHCHECK, interval="10s", timeout="10s", retries=3, start_period="60s"
+                    tests=healthcheck_test(config.pool_name),
+                    interval="10s",
+                    timeout="10s",
+                    start_period="1m0s",
+                    retries=3,
                 ),
                 hosts=[docker.ContainerHostArgs(host=DOCKER_HOST_ALIAS, ip="host-gateway")]
                 if config.prefect.worker_needs_host_gateway
                 else None,
                 memory=config.worker.memory_mb,
+                memory_swap=config.worker.memory_mb,  # no swap: the memory limit is the limit
                 labels=[
                     docker.ContainerLabelArgs(label="app", value="suggest-activity"),
                     docker.ContainerLabelArgs(label="pulumi.stack", value=config.stack),
@@ -112,13 +119,22 @@ def worker_containers(
                 volumes=[docker.ContainerVolumeArgs(host_path=DOCKER_SOCKET, container_path=DOCKER_SOCKET)]
                 if docker_pool
                 else None,
-                group_adds=[socket_group] if socket_group else None,
+                group_adds=[socket_group] if socket_group is not None else None,
                 # The image runs as a non-root user; it needs no Linux capability and may not gain any.
                 capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]),
                 security_opts=["no-new-privileges:true"],
                 opts=pulumi.ResourceOptions(
+                    provider=provider,
                     depends_on=[pool],  # started after the pool exists, stopped before it is deleted
                     delete_before_replace=True,  # the container name is fixed
+                    # Any change makes a new container, created and waited for like the first: pulumi-docker
+                    # applies only restart/memory/cpu changes in place, and shows others (the healthcheck) as
+                    # an update that changes nothing (resourceDockerContainerUpdate). "*" also replaces a
+                    # container whose create failed halfway (its `wait` timed out) instead of keeping it
+                    # unchecked (pulumi step_generator.go applyReplaceOnChanges, init errors).
+                    replace_on_changes=["*"],
+                    # Docker rewrites the swap limit to -1 where swap accounting is off: set at create only.
+                    ignore_changes=["memorySwap"],
                 ),
             )
         )

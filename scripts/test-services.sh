@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up what the Docker tests (tests/test_image.py and friends) need on a Debian machine, as root:
-#   1. Debian packages docker.io, docker-registry, apache2-utils, debootstrap, curl (installed only when missing);
+#   1. Debian packages docker.io, docker-registry, apache2-utils, debootstrap, curl, and chromium for the UI
+#      browser test (tests/test_ui_browser.py) (installed only when missing);
 #   2. a Docker engine (dockerd started with setsid when `docker info` does not answer: there is no systemd);
 #   3. a loopback image registry on 127.0.0.1:5000 (clients use localhost:5000) with htpasswd auth:
 #      user `ci-user`, password generated once into $TEST_SERVICES_DIR/registry.password (mode 600);
@@ -69,6 +70,7 @@ ensure_packages() {
     command -v debootstrap >/dev/null || missing+=(debootstrap)
     command -v curl >/dev/null || missing+=(curl)
     command -v flock >/dev/null || missing+=(util-linux)
+    [[ -x /usr/bin/chromium ]] || missing+=(chromium)
     if ((${#missing[@]} == 0)); then
         log "packages: present"
         return
@@ -319,4 +321,5 @@ test services ready in $((SECONDS - START_TIME))s (state dir: $STATE_DIR)
   docker:     client $client_version, engine $server_version
   registry:   $REGISTRY_SERVER (listening on $REGISTRY_LISTEN), user $REGISTRY_USER, password in $STATE_DIR/registry.password
   base image: $BASE_IMAGE $base_id$standin
+  browser:    $(/usr/bin/chromium --version 2>/dev/null || echo 'chromium missing')
 EOF

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,19 +20,23 @@ from zoneinfo import ZoneInfo
 import docker
 import pytest
 
+import infra.worker
 from tests.support.docker_env import RegistrySettings, require_registry
 from tests.support.fake_bored_api import FakeBoredApi
 from tests.support.fault_proxy import FaultProxy
-from tests.support.local_engine import DYNAMIC_PREFIX, IMAGE, LocalEngine, StackRecord
+from tests.support.local_engine import CONTAINER, DYNAMIC_PREFIX, IMAGE, LocalEngine, StackRecord
 from tests.support.prefect_server import PrefectServer
 from tests.support.program_harness import REPO_ROOT
-from tests.support.stack_checks import PrefectApi, stack_containers
+from tests.support.socket_forwarder import UnixSocketForwarder
+from tests.support.stack_checks import PrefectApi, stack_containers, wait_for_health
 
 pytestmark = pytest.mark.docker
 
 TIMEZONE = "America/New_York"
 DEPLOYMENT = f"{DYNAMIC_PREFIX}prefect:Deployment"
 WORK_POOL = f"{DYNAMIC_PREFIX}prefect:WorkPool"
+# Outputs that change with nobody editing anything: the worker's heartbeat and the scheduler's next run.
+VOLATILE_OUTPUTS = {"status", "next_run_time"}
 # A visible change to the flow code for the "change" journey: it shows in the run's logs.
 ORIGINAL_LINE = 'line = f"Suggested activity: '
 CHANGED_LINE = 'line = f"Suggested activity (changed code): '
@@ -157,21 +162,49 @@ def test_run_completes_and_saves_the_served_activity(
     run_and_check(process_stack, bored_api, docker_client)
 
 
-def test_noop_up_changes_nothing(
+def test_noop_up_changes_nothing_and_neither_does_up_after_refresh(
     process_stack: StackState, recording_proxy: FaultProxy, docker_client: docker.DockerClient
 ) -> None:
     before = process_stack.record
     (worker,) = stack_containers(docker_client, "e2e")
     recording_proxy.clear_requests()
 
+    # The second `up` diffs the program against what pulumi-docker's read recorded after the create.
     after = process_stack.engine.up(before)
     process_stack.record = after
-
     assert set(after.actions.values()) == {"same"}, after.actions
     assert process_stack.one(IMAGE)["imageName"] == before.of_type(IMAGE)[0].outputs["imageName"]
+
+    # `pulumi up --refresh`: the refresh reads every resource again (the container through the provider's
+    # read), and the `up` after it still has nothing to do.
+    refreshed, drifts = process_stack.engine.refresh(after)
+    assert [d for d in drifts if d.gone or set(d.changed) - VOLATILE_OUTPUTS] == []
+    process_stack.record = again = process_stack.engine.up(refreshed)
+    assert set(again.actions.values()) == {"same"}, again.actions
+
     (worker_after,) = stack_containers(docker_client, "e2e")
     assert worker_after.id == worker.id
     assert recording_proxy.writes() == []
+
+
+def test_a_healthcheck_change_reaches_the_worker(
+    process_stack: StackState, docker_client: docker.DockerClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # pulumi-docker updates only restart/memory/cpu limits in place: a new healthcheck needs a new container.
+    (old_worker,) = stack_containers(docker_client, "e2e")
+    probe = [*infra.worker.HEALTHCHECK[:-1], infra.worker.HEALTHCHECK[-1] + "  # changed"]
+    monkeypatch.setattr(infra.worker, "HEALTHCHECK", probe)
+
+    process_stack.record = after = process_stack.engine.up(process_stack.record)
+
+    assert after.actions["worker-0"] == "replace"
+    assert {name for name, action in after.actions.items() if action != "same"} == {"worker-0"}
+    (new_worker,) = stack_containers(docker_client, "e2e")
+    assert new_worker.id != old_worker.id
+    assert new_worker.attrs["Config"]["Healthcheck"]["Test"] == probe
+    wait_for_health(new_worker)
+    (recorded,) = after.of_type(CONTAINER)
+    assert recorded.outputs["healthcheck"]["tests"] == probe
 
 
 def test_code_change_rebuilds_replaces_worker_and_runs_new_code(
@@ -221,6 +254,14 @@ def registry() -> RegistrySettings:
 
 
 @pytest.fixture
+def docker_forwarder() -> Iterator[UnixSocketForwarder]:
+    """The Docker daemon at another address than the default socket (a short path: unix sockets have a
+    length limit)."""
+    with UnixSocketForwarder(Path(tempfile.mkdtemp(prefix="e2e-")) / "docker.sock") as forwarder:
+        yield forwarder
+
+
+@pytest.fixture
 def pushing_docker_pool_engine(
     tmp_path: Path,
     docker_client: docker.DockerClient,
@@ -228,9 +269,11 @@ def pushing_docker_pool_engine(
     recording_proxy: FaultProxy,
     bored_api: FakeBoredApi,
     registry: RegistrySettings,
+    docker_forwarder: UnixSocketForwarder,
 ) -> Callable[[str, str], LocalEngine]:
     """Makes the engine of stack `e2edocker` on a copy of the project in tmp_path/p: a docker pool named
-    `pool_name`, its image pushed to the loopback registry with `password`."""
+    `pool_name`, its image pushed to the loopback registry with `password`, the Docker daemon reached at
+    the address `docker:host` names (the forwarder)."""
 
     def engine(pool_name: str, password: str) -> LocalEngine:
         config = {
@@ -240,6 +283,7 @@ def pushing_docker_pool_engine(
             "image:username": registry.username,
             "image:password": password,
             "suggest-activity:poolType": "docker",
+            "docker:host": docker_forwarder.host,
         }
         return LocalEngine(
             project_dir=copy_project(tmp_path / "p"),
@@ -279,6 +323,7 @@ def test_docker_pool_runs_each_flow_in_a_container_from_the_pushed_image(
     prefect_server: PrefectServer,
     bored_api: FakeBoredApi,
     registry: RegistrySettings,
+    docker_forwarder: UnixSocketForwarder,
 ) -> None:
     engine = pushing_docker_pool_engine("e2e-docker", registry.password)
     state = StackState(engine, PrefectApi(prefect_server.api_url), engine.project_dir)
@@ -286,6 +331,12 @@ def test_docker_pool_runs_each_flow_in_a_container_from_the_pushed_image(
         state.record = engine.up()
         image = state.one(IMAGE)
         assert image["repoDigest"].startswith("localhost:5000/e2e/suggest-activity@sha256:")
+        # `docker:host` reached both halves of pulumi-docker: the image was built and pushed, and the worker
+        # (and the probe of the socket's group) created, through the configured address.
+        posted = docker_forwarder.paths("POST")
+        assert any(path.split("?")[0].endswith("/build") for path in posted), posted
+        assert any("/push" in path for path in posted), posted
+        assert sum(path.split("?")[0].endswith("/containers/create") for path in posted) == 2, posted
         (worker,) = stack_containers(docker_client, "e2edocker")
         assert worker.attrs["Config"]["Image"] == image["repoDigest"]  # runs from the pushed image
         state.api.wait_for_pool_status("e2e-docker", "READY")

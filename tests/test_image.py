@@ -35,6 +35,7 @@ import docker.errors
 import pytest
 
 from infra.image import build_context, content_tag
+from infra.worker import healthcheck_test
 from tests.support.docker_env import (
     BASE_IMAGE,
     BuildError,
@@ -57,13 +58,8 @@ UID = "10001"
 IMAGE_TAG = "suggest-activity:image-tests"
 # A piece of the dependency step's command, to find that step in the image history.
 DEPS_STEP_MARKER = "uv export --locked"
-# What the deployment runs as the worker container's healthcheck (the image has no curl).
-HEALTHCHECK = [
-    "CMD",
-    "python",
-    "-c",
-    "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/health', timeout=5)",
-]
+# What the deployment runs as the worker container's healthcheck, for the pool of the test below.
+HEALTHCHECK = healthcheck_test("image-test-pool")
 SECRET_LIKE = re.compile(r"(?i)\b\w*(password|passwd|secret|token|api_?key|auth_string|credential)\w*=\S+")
 SECOND = 1_000_000_000  # docker healthcheck durations are nanoseconds
 
@@ -171,16 +167,17 @@ def test_locked_runtime_dependencies_and_the_flow_import(
 
 @pytest.mark.docker
 def test_code_dir_holds_only_the_image_inputs(client: docker.DockerClient, image: BuiltImage) -> None:
-    code, output = run_in(client, image.id, ["sh", "-c", "ls -A; echo ---; cd flows && find . -print | sort"])
+    code, output = run_in(client, image.id, ["sh", "-c", "ls -A; echo ---; find flows worker -print | sort"])
     assert code == 0, output
-    top, flow_files = output.split("---")
-    assert sorted(top.split()) == ["flows", "pyproject.toml", "uv.lock"]
+    top, code_files = output.split("---")
+    assert sorted(top.split()) == ["flows", "pyproject.toml", "uv.lock", "worker"]
     expected = {
-        "./" + path.relative_to(REPO_ROOT / "flows").as_posix()
-        for path in (REPO_ROOT / "flows").rglob("*")
+        path.relative_to(REPO_ROOT).as_posix()
+        for code_dir in ("flows", "worker")
+        for path in [REPO_ROOT / code_dir, *(REPO_ROOT / code_dir).rglob("*")]
         if "__pycache__" not in path.parts and path.suffix != ".pyc" and not path.name.startswith(".")
     }
-    assert set(flow_files.split()) - {"."} == expected  # no __pycache__ from the host, no tests, no .venv
+    assert set(code_files.split()) == expected  # no __pycache__ from the host, no tests, no .venv
 
 
 @pytest.mark.docker
@@ -275,7 +272,10 @@ def test_flow_code_change_reuses_the_dependency_layer(
     context.mkdir()
     for name in ("Dockerfile", ".dockerignore", "pyproject.toml", "uv.lock"):
         shutil.copy2(REPO_ROOT / name, context / name)
-    shutil.copytree(REPO_ROOT / "flows", context / "flows", ignore=shutil.ignore_patterns("__pycache__"))
+    for code_dir in ("worker", "flows"):
+        shutil.copytree(
+            REPO_ROOT / code_dir, context / code_dir, ignore=shutil.ignore_patterns("__pycache__")
+        )
     probe = f"code-change-{uuid.uuid4().hex}"
     (context / "flows" / "_cache_probe.py").write_text(f"PROBE = {probe!r}\n")
 

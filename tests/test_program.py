@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import base64
 import shutil
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +16,11 @@ import pytest
 from prefect.utilities.callables import parameter_schema
 from pulumi.runtime.rpc import is_rpc_secret, unwrap_rpc_secret
 
+import infra.docker_endpoint
 from flows.suggest_activity import suggest_activity
 from infra.config import StackConfigError
 from infra.image import content_tag
+from tests.support import pulumi_docker_facts as facts
 from tests.support.program_harness import REPO_ROOT, ProgramRun, dev_stack_config, run_program
 from tests.support.provider_host import wire_roundtrip
 
@@ -24,6 +28,10 @@ IMAGE = "docker:index/image:Image"
 CONTAINER = "docker:index/container:Container"
 WORK_POOL = "pulumi-python:dynamic/prefect:WorkPool"
 DEPLOYMENT = "pulumi-python:dynamic/prefect:Deployment"
+DOCKER_PROVIDER = "pulumi:providers:docker"
+# What the daemon-side probe of a docker pool's socket answers here (it needs a real daemon and image:
+# tests/test_end_to_end.py and tests/test_docker_endpoint.py run it for real).
+PROBED_SOCKET_GROUP = "4242"
 
 API_KEY = "pnu_fake-key-for-tests-0123456789"
 REGISTRY_PASSWORD = "registry-password-for-tests-7f3a"
@@ -51,6 +59,13 @@ def cloud_stack_config() -> dict[str, str]:
 CLOUD_SECRETS = ["prefect:apiKey", "image:password"]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def socket_probe() -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(infra.docker_endpoint, "socket_group", lambda host, image: PROBED_SOCKET_GROUP)
+        yield
+
+
 @pytest.fixture(scope="module")
 def dev() -> ProgramRun:
     return run_program(dev_stack_config())
@@ -74,7 +89,9 @@ def plain(value: Any) -> Any:
 
 def test_dev_stack_declares_image_pool_worker_and_deployment(dev: ProgramRun) -> None:
     # Registration order follows dependencies, not source order: compare as a set of types.
-    assert sorted(r.typ for r in dev.registrations) == sorted([IMAGE, WORK_POOL, CONTAINER, DEPLOYMENT])
+    assert sorted(r.typ for r in dev.registrations) == sorted(
+        [DOCKER_PROVIDER, IMAGE, WORK_POOL, CONTAINER, DEPLOYMENT]
+    )
 
     image = dev.one(IMAGE).inputs
     tag = content_tag(REPO_ROOT, "python:3.12-slim")
@@ -97,6 +114,7 @@ def test_dev_worker_runs_from_the_image_digest_and_reaches_the_local_server(dev:
     assert worker["image"] == image.outputs["repoDigest"]
     assert worker["name"] == "suggest-activity-worker-dev-0"
     assert worker["command"] == [
+        "python", "-m", "worker.supervisor",
         "prefect", "worker", "start", "--pool", "suggest-activity", "--type", "process",
         "--name", "suggest-activity-worker-dev-0", "--limit", "8", "--with-healthcheck", "--install-policy", "never",
         "--no-create-pool-if-not-found",
@@ -105,8 +123,11 @@ def test_dev_worker_runs_from_the_image_digest_and_reaches_the_local_server(dev:
     assert worker["hosts"] == [{"host": "host.docker.internal", "ip": "host-gateway"}]
     assert worker["restart"] == "unless-stopped"
     assert worker["wait"] is True and worker["mustRun"] is True
-    assert "/health" in " ".join(worker["healthcheck"]["tests"])
-    assert "curl" not in " ".join(worker["healthcheck"]["tests"])
+    assert worker["destroyGraceSeconds"] == 30  # docker stop -t 30 before remove, not SIGKILL at once
+    # The image's own check (worker/healthcheck.py): the API with the worker's credentials, then the worker's /health.
+    assert worker["healthcheck"]["tests"] == [
+        "CMD", "python", "-m", "worker.healthcheck", "--pool", "suggest-activity",
+    ]  # fmt: skip
     assert worker["memory"] == 1024
     assert {"label": "pulumi.stack", "value": "dev"} in worker["labels"]
     assert "volumes" not in worker  # a process pool gets no Docker socket
@@ -141,10 +162,79 @@ def test_dev_deployment_runs_daily_at_0900_with_the_flows_own_schema(dev: Progra
 def test_dev_stack_exports_what_a_user_needs(dev: ProgramRun) -> None:
     assert dev.exports["prefect_ui_url"] == "http://127.0.0.1:4200"
     assert dev.exports["work_pool_name"] == "suggest-activity"
+    assert dev.exports["work_pool_url"] == dev.one(WORK_POOL).outputs["ui_url"]
     assert dev.exports["image_ref"] == dev.one(IMAGE).inputs["imageName"]
     assert dev.exports["worker_container_names"] == ["suggest-activity-worker-dev-0"]
     assert dev.exports["deployment_url"] == dev.one(DEPLOYMENT).outputs["ui_url"]
     assert dev.exports["next_run_time"] == dev.one(DEPLOYMENT).outputs["next_run_time"]
+
+
+def test_worker_is_replaced_and_waited_for_on_any_change(dev: ProgramRun) -> None:
+    worker, pool = dev.one(CONTAINER), dev.one(WORK_POOL)
+    options = worker.options
+    assert options.delete_before_replace is True  # a fixed container name: the old one must go first
+    # Every change (the healthcheck too, which pulumi-docker does not apply in place) and a create that failed
+    # its `wait` make a new container.
+    assert options.replace_on_changes == ("*",)
+    assert options.ignore_changes == ("memorySwap",)
+    assert pool.options.urn in options.dependencies  # created after the pool, deleted before it
+    assert dev.one(IMAGE).options.urn in pool.options.dependencies  # nothing reaches Prefect before the image
+
+
+def test_worker_declares_its_inputs_in_the_form_pulumi_docker_reads_them_back(dev: ProgramRun) -> None:
+    worker = dev.one(CONTAINER).inputs
+    for key in ("interval", "timeout", "startPeriod"):
+        declared = worker["healthcheck"][key]
+        assert facts.go_duration(facts.parse_duration(declared)) == declared, key
+    assert worker["memorySwap"] == worker["memory"]  # no swap beyond the memory limit
+    assert worker["waitTimeout"] == 180
+
+
+@pytest.mark.parametrize(
+    ("config", "env", "host"),
+    [
+        ({}, None, "unix:///var/run/docker.sock"),
+        ({}, "tcp://10.0.0.5:2376", "tcp://10.0.0.5:2376"),
+        (
+            {"docker:host": "unix:///run/user/1000/docker.sock"},
+            "tcp://ignored:2376",
+            "unix:///run/user/1000/docker.sock",
+        ),
+    ],
+    ids=["default socket", "DOCKER_HOST", "docker:host config"],
+)
+def test_image_and_workers_use_one_docker_provider_for_the_configured_daemon(
+    config: dict[str, str], env: str | None, host: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))  # no Docker Desktop user socket
+    if env is None:
+        monkeypatch.delenv("DOCKER_HOST", raising=False)
+    else:
+        monkeypatch.setenv("DOCKER_HOST", env)
+    run = run_program({**dev_stack_config(), **config})
+    (provider,) = run.of_type(DOCKER_PROVIDER)
+    assert provider.inputs == {"host": host}
+    reference = f"{provider.options.urn}::{provider.id}"
+    assert [r.provider for r in run.of_type(IMAGE) + run.of_type(CONTAINER)] == [reference, reference]
+
+
+def test_without_a_configured_daemon_docker_desktops_user_socket_is_used_when_the_default_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    monkeypatch.setattr(infra.docker_endpoint, "DEFAULT_SOCKET_PATH", str(tmp_path / "no-such.sock"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    user_socket = tmp_path / ".docker" / "run" / "docker.sock"
+    user_socket.parent.mkdir(parents=True)
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(str(user_socket))
+        (provider,) = run_program(dev_stack_config()).of_type(DOCKER_PROVIDER)
+    assert provider.inputs == {"host": f"unix://{user_socket}"}
+
+
+def test_docker_pool_workers_join_the_sockets_group_as_the_daemon_sees_it(cloud: ProgramRun) -> None:
+    for worker in cloud.of_type(CONTAINER):
+        assert worker.inputs["groupAdds"] == [PROBED_SOCKET_GROUP]
 
 
 def test_cloud_stack_pushes_with_registry_credentials(cloud: ProgramRun) -> None:
@@ -272,7 +362,7 @@ def test_bad_configuration_fails_before_any_resource(override: dict[str, str], m
     config = {**dev_stack_config(), **override}
     registered: list[str] = []
 
-    def refuse(args: Any) -> tuple[str, dict[str, Any]]:
+    def refuse(args: Any, options: Any) -> tuple[str, dict[str, Any]]:
         registered.append(args.typ)
         return "x", {}
 

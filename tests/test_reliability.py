@@ -31,6 +31,7 @@ from zoneinfo import ZoneInfo
 import docker
 import pytest
 
+import infra.worker
 from flows.suggest_activity import ARTIFACT_KEY, FLOW_TIMEOUT_SECONDS
 from tests.support.fake_bored_api import FakeBoredApi, Fault
 from tests.support.fault_proxy import Fault as ApiFault
@@ -438,6 +439,90 @@ def test_a_pool_whose_create_response_was_lost_is_taken_over_in_the_same_up(
     assert_converged(api, docker_client, relup.record)
 
 
+def test_a_failed_up_keeps_what_it_did_not_reach_and_a_failed_replacement_keeps_the_old(
+    relup: UpStack, proxy: FaultProxy, api: PrefectApi, docker_client: docker.DockerClient
+) -> None:
+    record = relup.up()
+    config = relup.engine.config
+    kept = {(r.name, r.id) for r in record.resources}
+
+    # The pool's update fails for longer than its budget: nothing after it starts, and the state keeps the
+    # pool, the worker and the deployment as they were (a destroy still knows them all).
+    relup.engine.config = {**config, "suggest-activity:poolConcurrencyLimit": "5"}
+    proxy.inject(ApiFault.UNAVAILABLE, count=None)
+    message, partial = relup.failing_up(record)
+    assert "Prefect API PATCH /work_pools/rel-up failed" in message
+    assert {(r.name, r.id) for r in partial.resources} == kept
+    proxy.clear_faults()
+
+    # A new deployment name replaces the deployment, new one first (the provider asks for create-before-
+    # delete). Its create fails: the old deployment stays, in the state and on the server.
+    renamed = "relup-renamed"
+    relup.engine.config = {**config, "suggest-activity:deploymentName": renamed}
+    proxy.inject(ApiFault.UNAVAILABLE, count=None, methods=["POST"], path_contains="/api/deployments/")
+    message, partial = relup.failing_up(partial)
+    assert "Prefect API POST /deployments/ failed" in message
+    old_id = only(record, DEPLOYMENT)["deployment_id"]
+    assert only(partial, DEPLOYMENT)["deployment_id"] == old_id
+    assert api.get(f"/deployments/{old_id}").status_code == 200
+    assert deployments_named(api, renamed) == []
+    proxy.clear_faults()
+    proxy.clear_requests()
+
+    final = relup.up(partial)
+    assert final.actions["deployment"] == "replace"
+    (new,) = deployments_named(api, renamed)
+    assert only(final, DEPLOYMENT)["deployment_id"] == new["id"]
+    assert api.get(f"/deployments/{old_id}").status_code == 404
+    # Created before the old one was deleted.
+    writes = [(r.method, r.path) for r in proxy.requests if r.method in ("POST", "DELETE")]
+    created = writes.index(("POST", "/api/deployments/"))
+    assert writes.index(("DELETE", f"/api/deployments/{old_id}")) > created, writes
+    assert {(r.name, r.id) for r in final.resources if r.name != "deployment"} == {
+        (name, id_) for name, id_ in kept if name != "deployment"
+    }
+
+
+def test_a_worker_whose_wait_timed_out_is_replaced_and_waited_for_by_the_next_up(
+    relup: UpStack, api: PrefectApi, docker_client: docker.DockerClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The injected fault is a worker that stalls while it starts (an overloaded host: the container is
+    # paused as soon as it runs); a short wait keeps the test short, the timeout's value is not the point.
+    monkeypatch.setattr(infra.worker, "WAIT_TIMEOUT_SECONDS", 30)
+    stalled: list[Any] = []
+    done = threading.Event()
+
+    def stall_the_worker() -> None:
+        while not done.wait(0.2):
+            for container in stack_containers(docker_client, UP_STACK):
+                if container.status == "running":
+                    container.pause()
+                    stalled.append(container)
+                    return
+
+    staller = threading.Thread(target=stall_the_worker, daemon=True)
+    staller.start()
+    try:
+        message, partial = relup.failing_up()
+    finally:
+        done.set()
+        staller.join()
+    assert "container failed to be in healthy state" in message
+    (timed_out,) = stalled
+    # pulumi-docker's create returned an error with the container id: the engine keeps it, with init errors.
+    (recorded,) = partial.of_type(CONTAINER)
+    assert recorded.id == timed_out.id and recorded.init_errors
+    timed_out.unpause()  # the host recovers; the container would now pass its healthcheck
+
+    # The next `up` does not take the unchecked container as it is: it replaces it and waits again.
+    record = relup.up(partial)
+    assert record.actions["worker-0"] == "replace"
+    (worker,) = stack_containers(docker_client, UP_STACK)
+    assert worker.id != timed_out.id
+    assert worker.attrs["State"]["Health"]["Status"] == "healthy"
+    assert_converged(api, docker_client, record)
+
+
 # --- the worker container -----------------------------------------------------------------------------
 
 
@@ -479,10 +564,20 @@ def test_a_docker_killed_worker_stays_down_until_up_refresh_recreates_it(
     worker.reload()
     assert (worker.status, worker.attrs["RestartCount"]) == ("exited", restarts)
 
+    # A plain `pulumi up` trusts its state: it reads nothing, so it does not notice.
+    plain = rel.engine.up(rel.record)
+    assert set(plain.actions.values()) == {"same"}, plain.actions
+    worker.reload()
+    assert worker.status == "exited"
+    rel.record = plain
+
+    # `pulumi up --refresh`: the container read (terraform-provider-docker v4.5.0) keeps the stopped
+    # container with mustRun false; the worker's replace_on_changes makes that a new, waited-for container.
     refreshed, drifts = rel.engine.refresh(rel.record)
-    assert real(drifts) == [Drift(CONTAINER, "worker-0", gone=True)]
+    (drift,) = real(drifts)
+    assert (drift.name, drift.gone, drift.changed["mustRun"]) == ("worker-0", False, (True, False))
     rel.record = rel.engine.up(refreshed)
-    assert rel.record.actions["worker-0"] == "create"
+    assert rel.record.actions["worker-0"] == "replace"
     assert {rel.record.actions[name] for name in ("flow-image", "work-pool", "deployment")} == {"same"}
     (new_worker,) = stack_containers(docker_client, STACK)
     assert new_worker.id != worker.id

@@ -14,17 +14,54 @@ import os
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pulumi
 from pulumi.runtime import MockCallArgs, MockResourceArgs, Mocks
+from pulumi.runtime.mocks import MockMonitor
 
 PROJECT = "suggest-activity"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
-Apply = Callable[[MockResourceArgs], tuple[str, dict[str, Any]]]
+
+@dataclass(frozen=True)
+class ResourceOptions:
+    """The resource options of one registration, as the engine receives them in the RegisterResource request
+    (`pulumi/runtime/resource.py` `register_resource` fills them from `pulumi.ResourceOptions`)."""
+
+    urn: str = ""
+    provider: str = ""  # "<provider urn>::<provider id>", "" for the default provider
+    dependencies: tuple[str, ...] = ()  # URNs: `depends_on` and the resources the inputs came from
+    delete_before_replace: bool | None = None  # None: not set, the provider's diff decides
+    replace_on_changes: tuple[str, ...] = ()
+    ignore_changes: tuple[str, ...] = ()
+    retain_on_delete: bool = False
+    protect: bool = False
+    custom_timeouts: tuple[str, str, str] = ("", "", "")  # create, update, delete
+
+    @classmethod
+    def from_request(cls, request: Any, urn: str) -> ResourceOptions:
+        dependencies = set(request.dependencies)
+        for property_dependencies in request.propertyDependencies.values():
+            dependencies.update(property_dependencies.urns)
+        timeouts = request.customTimeouts
+        return cls(
+            urn=urn,
+            provider=request.provider,
+            dependencies=tuple(sorted(dependencies)),
+            delete_before_replace=request.deleteBeforeReplace if request.deleteBeforeReplaceDefined else None,
+            replace_on_changes=tuple(request.replaceOnChanges),
+            ignore_changes=tuple(request.ignoreChanges),
+            retain_on_delete=bool(request.retainOnDelete),
+            protect=bool(request.protect),
+            custom_timeouts=(timeouts.create, timeouts.update, timeouts.delete),
+        )
+
+
+# What an `apply` function is handed: the mock's arguments and the registration's options.
+Apply = Callable[[MockResourceArgs, ResourceOptions], tuple[str, dict[str, Any]]]
 
 
 @dataclass
@@ -34,16 +71,38 @@ class Registration:
     inputs: dict[str, Any]
     id: str
     outputs: dict[str, Any]
+    options: ResourceOptions = field(default_factory=ResourceOptions)
+    provider: str = ""
+
+
+class OptionsMonitor(MockMonitor):
+    """The SDK's mock monitor, which hands `new_resource` only the type, name, inputs and provider of a
+    registration: this one keeps the request's resource options for it too."""
+
+    def __init__(self, mocks: ProgramMocks) -> None:
+        super().__init__(mocks)
+        self.program_mocks = mocks
+
+    def RegisterResource(self, request: Any) -> Any:
+        urn = self.make_urn(request.parent, request.type, request.name)
+        self.program_mocks.options[(request.type, request.name)] = ResourceOptions.from_request(request, urn)
+        return super().RegisterResource(request)
 
 
 class ProgramMocks(Mocks):
     def __init__(self, apply: Apply) -> None:
         self.apply = apply
         self.registrations: list[Registration] = []
+        self.options: dict[tuple[str, str], ResourceOptions] = {}
 
     def new_resource(self, args: MockResourceArgs) -> tuple[str, dict[str, Any]]:
-        resource_id, outputs = self.apply(args)
-        self.registrations.append(Registration(args.typ, args.name, dict(args.inputs), resource_id, outputs))
+        options = self.options[(args.typ, args.name)]
+        resource_id, outputs = self.apply(args, options)
+        self.registrations.append(
+            Registration(
+                args.typ, args.name, dict(args.inputs), resource_id, outputs, options, args.provider or ""
+            )
+        )
         return resource_id, outputs
 
     def call(self, args: MockCallArgs) -> tuple[dict[str, Any], None]:
@@ -64,7 +123,7 @@ class ProgramRun:
         return found[0]
 
 
-def fake_outputs(args: MockResourceArgs) -> tuple[str, dict[str, Any]]:
+def fake_outputs(args: MockResourceArgs, options: ResourceOptions) -> tuple[str, dict[str, Any]]:
     """What a successful engine would hand back, without touching anything."""
     inputs = dict(args.inputs)
     token = hashlib.sha256(f"{args.typ}/{args.name}/{inputs.get('imageName')}".encode()).hexdigest()
@@ -114,7 +173,9 @@ def run_program(
 
     pulumi.runtime.set_all_config(dict(config), list(secret_keys))
     mocks = ProgramMocks(apply)
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False)
+    pulumi.runtime.set_mocks(
+        mocks, project=PROJECT, stack=stack, preview=False, monitor=OptionsMonitor(mocks)
+    )
     exports: dict[str, Any] = {}
 
     @pulumi.runtime.test
@@ -126,7 +187,8 @@ def run_program(
 
     try:
         program()
-    except BaseException:
+    except BaseException as error:
+        _ALREADY_RAISED.messages.add(str(error))
         _drop_abandoned_registrations()
         raise
     return ProgramRun(mocks.registrations, exports)
@@ -135,6 +197,26 @@ def run_program(
 class _Unretrieved(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return not record.getMessage().startswith("Future exception was never retrieved")
+
+
+class _AlreadyRaised(logging.Filter):
+    """Outputs derived from a failed one (an `apply` on the image's digest) hold the same error in futures that
+    nothing awaits once the program has failed, and some outlive the collection below (the caller keeps the
+    error, and its traceback keeps them). Collected at exit, each would log the error again: drop those logs
+    for errors a failed program already raised to its caller, and only those."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        unretrieved = record.getMessage().startswith("Future exception was never retrieved")
+        return not (unretrieved and error is not None and str(error) in self.messages)
+
+
+_ALREADY_RAISED = _AlreadyRaised()
+logging.getLogger("asyncio").addFilter(_ALREADY_RAISED)
 
 
 def _drop_abandoned_registrations() -> None:

@@ -17,8 +17,9 @@ TERMINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 class PrefectApi:
     """A tiny direct client of the Prefect server, independent of the code under test."""
 
-    def __init__(self, api_url: str) -> None:
-        self.http = httpx.Client(base_url=api_url, timeout=30, transport=PatientTransport())
+    def __init__(self, api_url: str, auth_string: str | None = None) -> None:
+        auth = httpx.BasicAuth(*auth_string.split(":", 1)) if auth_string else None
+        self.http = httpx.Client(base_url=api_url, timeout=30, transport=PatientTransport(), auth=auth)
 
     def get(self, path: str) -> httpx.Response:
         return self.http.get(path)
