@@ -40,6 +40,7 @@ class ResourceOptions:
     retain_on_delete: bool = False
     protect: bool = False
     custom_timeouts: tuple[str, str, str] = ("", "", "")  # create, update, delete
+    additional_secret_outputs: tuple[str, ...] = ()
 
     @classmethod
     def from_request(cls, request: Any, urn: str) -> ResourceOptions:
@@ -57,6 +58,7 @@ class ResourceOptions:
             retain_on_delete=bool(request.retainOnDelete),
             protect=bool(request.protect),
             custom_timeouts=(timeouts.create, timeouts.update, timeouts.delete),
+            additional_secret_outputs=tuple(request.additionalSecretOutputs),
         )
 
 
