@@ -28,7 +28,7 @@ import pytest
 
 from infra.alerts import WEBHOOK_FIELDS, failure_trigger, notification_action
 from infra.prefect.client import ui_base_url
-from tests.support.engine_secrets import plain_paths_holding
+from tests.support.engine_secrets import is_secret, plain_paths_holding
 from tests.support.fake_bored_api import FakeBoredApi, Fault
 from tests.support.fault_proxy import FaultProxy
 from tests.support.local_engine import DYNAMIC_PREFIX, LocalEngine, StackRecord
@@ -256,6 +256,17 @@ def stack(
     alert_stack.engine().destroy(alert_stack.record)  # whatever a failed journey left behind
 
 
+def assert_url_kept_secret(record: StackRecord, token: str) -> None:
+    """The state as the engine keeps it: the block's `url` input and output are secrets, and nothing else in the
+    state or the exports holds the URL in plain text."""
+    (block,) = record.of_type(BLOCK)
+    assert is_secret(block.inputs["url"]) and is_secret(block.outputs["url"])
+    for resource in record.resources:
+        for part in (resource.inputs, resource.outputs):
+            assert plain_paths_holding(part, token) == [], resource.name
+    assert plain_paths_holding(record.exports, token) == []
+
+
 def alert_of(delivery: Delivery) -> dict[str, Any]:
     assert delivery.method == "POST" and delivery.headers.get("Content-Type") == "application/json"
     alert: dict[str, Any] = delivery.json()
@@ -296,6 +307,7 @@ def test_up_creates_a_block_and_an_automation_that_watches_the_deployment(stack:
     (action,) = server_automation["actions"]
     assert action["block_document_id"] == block["block_document_id"]
     assert stack.record.exports["alerts_url"] == automation["ui_url"]
+    assert_url_kept_secret(stack.record, TOKENS[0])
     stack.api.wait_for_pool_status(POOL, "READY")
 
 
@@ -356,7 +368,10 @@ def test_a_run_no_worker_picks_up_goes_late_and_is_one_alert(stack: AlertStack) 
 
 
 @pytest.mark.docker
-def test_a_noop_up_writes_nothing(stack: AlertStack) -> None:
+def test_a_refresh_finds_no_drift_in_the_alerts_and_a_noop_up_writes_nothing(stack: AlertStack) -> None:
+    refreshed, drifts = stack.engine().refresh(stack.record)
+    assert [d for d in drifts if d.typ in (BLOCK, AUTOMATION)] == []  # a masked URL is not drift
+    assert_url_kept_secret(refreshed, TOKENS[0])
     stack.proxy.clear_requests()
     stack.record = stack.engine().up(stack.record)
     assert set(stack.record.actions.values()) == {"same"}, stack.record.actions
@@ -372,6 +387,7 @@ def test_a_changed_url_updates_the_block_in_place_and_only_the_new_url_is_called
     assert stack.record.actions["alerts-webhook"] == "update"
     assert {name for name, action in stack.record.actions.items() if action != "same"} == {"alerts-webhook"}
     assert stack.one(BLOCK)["block_document_id"] == block_id
+    assert_url_kept_secret(stack.record, TOKENS[1])
 
     stack.api.wait_for_pool_status(POOL, "READY")
     run_id, _ = stack.failing_run()
