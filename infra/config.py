@@ -27,6 +27,7 @@ from infra.prefect import (
     work_pool_name_problem,
 )
 from infra.prefect.validation import (
+    DB_INTEGER_MAX,
     api_key_problem,
     auth_string_problem,
     validation_failure,
@@ -47,9 +48,6 @@ MEMORY_FLOOR_MB = 256  # below this a Prefect worker cannot even import prefect
 # Docker keeps the memory limit in bytes as an int64 and, with no swap limit given, sets the swap limit to
 # twice that: from 2**42 MB the stored swap limit wrapped negative, from 2**43 MB the daemon answered 500.
 MEMORY_CEILING_MB = (2**63 - 1) // 2 // 2**20
-# Prefect stores concurrency limits in INTEGER columns (prefect/server/database/orm_models.py, `Mapped[int]`
-# maps to sa.Integer): 32 bits on Postgres; on SQLite 2**63 answered 500 (OverflowError).
-DB_INTEGER_MAX = 2**31 - 1
 # Docker's container names (moby daemon/names/names.go `RestrictedNamePattern`). Workers are named
 # '<pool>-worker-<stack>-<n>', so the pool name has to fit it too.
 CONTAINER_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")

@@ -40,6 +40,7 @@ from pulumi.dynamic import (
 
 from .client import ConnectionSettings, PrefectApiError, PrefectClient
 from .props import is_unknown, plain_props, same
+from .validation import DB_INTEGER_MAX
 
 # How far the server's clock may run behind ours when telling "created by this request" from "already there".
 CLOCK_SKEW = timedelta(seconds=30)
@@ -82,12 +83,15 @@ class InputCheck:
                 self.fail(key, f"{key} must be a string.")
 
     def optional_limit(self, key: str, minimum: int) -> None:
-        """A whole number >= `minimum`, or None for no limit."""
+        """A whole number from `minimum` to the server's integer column maximum, or None for no limit."""
 
         def rule(value: Any) -> str | None:
-            if isinstance(value, int) and not isinstance(value, bool) and value >= minimum:
+            if isinstance(value, int) and not isinstance(value, bool) and minimum <= value <= DB_INTEGER_MAX:
                 return None
-            return f"{key} must be a whole number >= {minimum} (or None for no limit), not {value!r}."
+            return (
+                f"{key} must be a whole number >= {minimum} and <= {DB_INTEGER_MAX} (or None for no limit), "
+                f"not {value!r}."
+            )
 
         self.judge(key, rule, optional=True)
 

@@ -23,6 +23,9 @@ from urllib.parse import urlsplit
 
 # prefect/types/names.py `WITHOUT_BANNED_CHARACTERS`: the server's own pattern for names.
 NAME_PATTERN = re.compile(r"^[^/%&><]+$")
+# Prefect stores concurrency limits in INTEGER columns (prefect/server/database/orm_models.py, `Mapped[int]`
+# maps to sa.Integer): 32 bits on Postgres; on SQLite 2**63 answered 500 (OverflowError).
+DB_INTEGER_MAX = 2**31 - 1
 FORBIDDEN_NAME_CHARACTERS = "/ % & > <"
 # Names the pattern lets through but the REST API cannot address: objects are read and deleted at
 # /work_pools/{name} and /deployments/name/{flow}/{name}, where '.' and '..' are URL dot-segments that clients
