@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pulumi
 
+from infra.alerts import alert_automation
 from infra.config import load_stack_config
 from infra.docker_endpoint import docker_provider
 from infra.flow_deployment import daily_deployment
@@ -53,3 +54,8 @@ def main(project_dir: Path | None = None) -> None:
     if smoke_run is not None:
         pulumi.export("smoke_run_url", smoke_run.ui_url)
         pulumi.export("smoke_run_state", smoke_run.state_name)
+
+    # Alerts (when alerts:webhookUrl or alerts:slackWebhookUrl is set): failed, crashed, timed-out or late runs.
+    alerts = alert_automation(config, deployment)
+    if alerts is not None:
+        pulumi.export("alerts_url", alerts.ui_url)

@@ -1,11 +1,13 @@
-"""Prefect resources as Pulumi dynamic providers: `WorkPool`, `Deployment` (with cron schedules) and
-`FlowRunCheck` (one real run of a deployment).
+"""Prefect resources as Pulumi dynamic providers: `WorkPool`, `Deployment` (with cron schedules),
+`FlowRunCheck` (one real run of a deployment), and for alerts a `NotificationBlock` (a webhook or Slack
+block document, its URL a secret) and an `Automation`.
 
 Connection settings come from the stack config namespace `prefect` (`prefect:apiUrl`, secret
 `prefect:apiKey` for Cloud, secret `prefect:authString` for a self-hosted server with basic auth), read in
 the providers' `configure()`, with PREFECT_API_URL / PREFECT_API_KEY / PREFECT_API_AUTH_STRING as fallback.
 """
 
+from .automation import Automation, AutomationProvider
 from .client import (
     ConnectionSettings,
     PrefectApiError,
@@ -20,6 +22,7 @@ from .client import (
 )
 from .deployment import Deployment, DeploymentProvider
 from .flow_run_check import FlowRunCheck, FlowRunCheckError, FlowRunCheckProvider
+from .notification_block import NotificationBlock, NotificationBlockProvider
 from .schedules import CronScheduleSpec
 from .validation import (
     CLOUD_ONLY_POOL_TYPES,
@@ -27,6 +30,7 @@ from .validation import (
     cron_problem,
     name_problem,
     timezone_problem,
+    webhook_url_problem,
     work_pool_name_problem,
     work_pool_type_problem,
 )
@@ -35,6 +39,8 @@ from .work_pool import WorkPool, WorkPoolProvider
 __all__ = [
     "CLOUD_ONLY_POOL_TYPES",
     "WORK_POOL_TYPES",
+    "Automation",
+    "AutomationProvider",
     "ConnectionSettings",
     "CronScheduleSpec",
     "Deployment",
@@ -42,6 +48,8 @@ __all__ = [
     "FlowRunCheck",
     "FlowRunCheckError",
     "FlowRunCheckProvider",
+    "NotificationBlock",
+    "NotificationBlockProvider",
     "PrefectApiError",
     "PrefectClient",
     "PrefectConfigError",
@@ -55,6 +63,7 @@ __all__ = [
     "parse_cloud_api_url",
     "timezone_problem",
     "ui_base_url",
+    "webhook_url_problem",
     "work_pool_name_problem",
     "work_pool_type_problem",
     "work_pool_ui_url",
