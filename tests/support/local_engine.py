@@ -14,7 +14,8 @@ What it models, and where that comes from (pulumi/pulumi `pkg/resource/deploy/st
   replace or same. A plain `up` reads nothing: it trusts its state (refresh is a separate step).
 * `replace_on_changes`: a changed property under one of its paths turns the update into a replace; `"*"` also
   turns an init error (below) into a replace. `ignore_changes` (top-level properties): the old inputs' value is
-  used, and the bridge drops the property from its diff. `delete_before_replace`: set by the program, it
+  used, and the bridge drops the property from its diff; a replacement gets the program's own value (Check
+  runs again with no olds). `delete_before_replace`: set by the program, it
   overrides the provider's choice; otherwise the provider's `DiffResult.delete_before_replace` decides
   (pulumi-docker: always true for containers; our dynamic providers say per type). Create-before-delete
   creates the replacement first and deletes the old object after every other step, like the engine.
@@ -214,7 +215,8 @@ class LocalEngine:
         # Dynamic resources keep their secrets marked in the state (see _DynamicHandler); pulumi-docker's are
         # recorded revealed (its secret handling is not modelled).
         dynamic = args.typ.startswith(DYNAMIC_PREFIX)
-        inputs = dict(args.inputs) if dynamic else reveal(dict(args.inputs))
+        declared = dict(args.inputs) if dynamic else reveal(dict(args.inputs))
+        inputs = dict(declared)
         for key in options.ignore_changes:  # processIgnoreChanges: the old inputs' value, or none
             if old is not None:
                 if key in old.inputs:
@@ -239,6 +241,11 @@ class LocalEngine:
         if plan.action == "create":
             return self._create(handler, new, record, "create")
         assert old is not None
+        # A replacement is checked again from the program's inputs with no olds, so `ignore_changes` carries
+        # nothing into it (step_generator.go, replace branch: "we need to recompute the default values",
+        # `prov.Check(urn, nil, goal.Properties, ...)`).
+        new.inputs = declared
+        handler.checked = False
         delete_first = (
             plan.delete_before_replace
             if options.delete_before_replace is None
@@ -379,6 +386,7 @@ class _Handler:
     """Check/diff/create/update/delete/read of one resource, as its provider does them."""
 
     resource: ResourceRecord
+    checked = False  # a provider's Check already ran on `resource.inputs` (dynamic resources)
 
     def plan(self, old: ResourceRecord) -> Plan:
         raise NotImplementedError
