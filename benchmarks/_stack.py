@@ -46,6 +46,7 @@ class BenchStack:
     deployment_id: str
     config: dict[str, str]
     up_seconds: float
+    record: Any = None  # the local engine's record of the `up` (tests.support.local_engine.StackRecord)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def worker_settings(self) -> dict[str, Any]:
@@ -136,6 +137,7 @@ def applied_stack(tag: str, extra_config: dict[str, str] | None = None) -> Itera
                 deployment_id=deployment.outputs["deployment_id"],
                 config=config,
                 up_seconds=up_seconds,
+                record=record,
             )
         finally:
             if record is not None:

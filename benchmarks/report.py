@@ -20,6 +20,7 @@ BENCHMARKS = {
     "image": "image",
     "schedule_to_start": "schedule_to_start",
     "worker_footprint": "worker_footprint",
+    "smoke_run": "smoke_run",
 }
 
 

@@ -121,6 +121,38 @@ class ScheduleSettings:
     active: bool
 
 
+# --- smoke run (issue 13): one real run of the deployment before `pulumi up` returns ----------------------
+
+
+@dataclass(frozen=True)
+class SmokeRunSettings:
+    enabled: bool
+    timeout_seconds: int
+
+
+def default_smoke_run_timeout(worker_poll_seconds: int) -> int:
+    """How long a smoke run may take: the flow's own timeout (a run still going by then ends TimedOut, a final
+    state), plus the time a worker needs to take it: up to one poll interval before the worker sees it, then
+    Prefect's own allowance for starting a run's infrastructure (the worker's prefetch: it takes runs that
+    long before they are due, so that they start on time)."""
+    return (
+        prefect_snapshots.flow_timeout_seconds()
+        + worker_poll_seconds
+        + prefect_snapshots.worker_prefetch_seconds()
+    )
+
+
+def _smoke_run_settings(read: _Reader, worker: WorkerSettings) -> SmokeRunSettings:
+    default_timeout = default_smoke_run_timeout(worker.poll_seconds)
+    timeout = read.integer(f"{PROJECT}:smokeRunTimeoutSeconds", default_timeout, minimum=1)
+    return SmokeRunSettings(
+        enabled=read.boolean(f"{PROJECT}:smokeRun", True), timeout_seconds=timeout or default_timeout
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class StackConfig:
     stack: str
@@ -133,6 +165,7 @@ class StackConfig:
     deployment_name: str
     schedule: ScheduleSettings
     flow_parameters: dict[str, Any]
+    smoke_run: SmokeRunSettings
     # The Docker daemon of the image and the workers: `docker:host`, else DOCKER_HOST, else the local socket.
     docker_host: str
     alerts: AlertSettings
@@ -272,6 +305,7 @@ def load_stack_config() -> StackConfig:
     )
     flow_parameters = read.obj(f"{PROJECT}:flowParameters")
     _check(read, f"{PROJECT}:flowParameters", flow_parameters_problem(flow_parameters))
+    smoke_run = _smoke_run_settings(read, worker)
     alerts = _alert_settings(read)
 
     if read.problems:
@@ -289,6 +323,7 @@ def load_stack_config() -> StackConfig:
         deployment_name=deployment_name,
         schedule=schedule,
         flow_parameters=flow_parameters,
+        smoke_run=smoke_run,
         docker_host=docker_host(read.text("docker:host")),
         alerts=alerts,
     )

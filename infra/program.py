@@ -1,4 +1,5 @@
-"""The Pulumi program: flow image → work pool → worker container(s) → deployment with its cron schedule."""
+"""The Pulumi program: flow image → work pool → worker container(s) → deployment with its cron schedule →
+a smoke run of it."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from infra.image import flow_image
 from infra.prefect import WorkPool
 from infra.prefect.client import ui_base_url
 from infra.prefect_snapshots import worker_base_job_template
+from infra.smoke_run import smoke_run_check
 from infra.worker import worker_containers
 
 
@@ -46,6 +48,12 @@ def main(project_dir: Path | None = None) -> None:
     pulumi.export("image_ref", image.reference)
     pulumi.export("worker_container_names", [worker.name for worker in workers])
     pulumi.export("next_run_time", deployment.next_run_time)
+
+    # Smoke run: the deployment proven by one real run before `up` returns.
+    smoke_run = smoke_run_check(config, deployment, workers)
+    if smoke_run is not None:
+        pulumi.export("smoke_run_url", smoke_run.ui_url)
+        pulumi.export("smoke_run_state", smoke_run.state_name)
 
     # Alerts (when alerts:webhookUrl or alerts:slackWebhookUrl is set): failed, crashed, timed-out or late runs.
     alerts = alert_automation(config, deployment)

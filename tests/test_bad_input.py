@@ -186,6 +186,14 @@ ROWS = [
         "flow-parameter-unknown", "suggest-activity:flowParameters", '{"colour": "red"}',
         "unknown flow parameter(s) colour", "the flow takes api_url, activity_type, participants",
     ),
+    config_row(
+        "smoke-run-not-a-flag", "suggest-activity:smokeRun", "off",
+        "'off' is not true or false", "pulumi config set suggest-activity:smokeRun true",
+    ),
+    config_row(
+        "smoke-run-timeout-zero", "suggest-activity:smokeRunTimeoutSeconds", "0",
+        "must be >= 1, got 0", "pulumi config set suggest-activity:smokeRunTimeoutSeconds 1",
+    ),
     Row(
         "push-without-credentials", "config", ("image:username", "image:password"),
         ("pushing needs registry credentials", "pulumi config set image:username",

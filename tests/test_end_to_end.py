@@ -1,9 +1,14 @@
 """End to end, for real: the program's resources on a real Docker engine and a real Prefect server.
 
 The real program runs under the local engine (tests/support/local_engine.py): the image is really built, the work
-pool and deployment really created through the providers' gRPC host, the worker container really started; then
-runs are triggered and read back like a user would. The journeys of one stack share a module-scoped state and
-run in order: up → run → no-op up → change → destroy. Push and the docker pool use a second stack.
+pool and deployment really created through the providers' gRPC host, the worker container really started, and the
+smoke run (infra/prefect/flow_run_check.py, on by default) really run by that worker before `up` returns. So these
+journeys are the smoke run's, read back like a user would: the journeys of one stack share a module-scoped state
+and run in order: up from nothing (one run, Completed) → no-op up, and up after a refresh (no run) → a healthcheck
+change (a new worker, no run: what a run executes is the same) → flow-code change (one run of the new code, by the
+new worker) → parameters pointing at a failing API (`up` fails naming the run; the next `up` after
+the fix runs the check again) → pool paused (`up` fails at the timeout; the run is cancelled) → destroy (the runs
+stay: they are history). Push and the docker pool use a second stack, whose smoke run is a per-run container.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import pytest
 
 import infra.worker
 from tests.support.docker_env import RegistrySettings, require_registry
-from tests.support.fake_bored_api import FakeBoredApi
+from tests.support.fake_bored_api import FakeBoredApi, Fault
 from tests.support.fault_proxy import FaultProxy
 from tests.support.local_engine import CONTAINER, DYNAMIC_PREFIX, IMAGE, LocalEngine, StackRecord
 from tests.support.prefect_server import PrefectServer
@@ -35,6 +40,10 @@ pytestmark = pytest.mark.docker
 TIMEZONE = "America/New_York"
 DEPLOYMENT = f"{DYNAMIC_PREFIX}prefect:Deployment"
 WORK_POOL = f"{DYNAMIC_PREFIX}prefect:WorkPool"
+FLOW_RUN_CHECK = f"{DYNAMIC_PREFIX}prefect:FlowRunCheck"
+SMOKE_RUN_TAG = "smoke-run"
+# Short, for the journey whose run no worker takes: a guard of seconds, instead of the flow's 5 minutes.
+PAUSED_POOL_TIMEOUT_SECONDS = 20
 # Outputs that change with nobody editing anything: the worker's heartbeat and the scheduler's next run.
 VOLATILE_OUTPUTS = {"status", "next_run_time"}
 # A visible change to the flow code for the "change" journey: it shows in the run's logs.
@@ -84,6 +93,34 @@ class StackState:
         (resource,) = self.record.of_type(typ)
         return resource.outputs
 
+    def up(self) -> StackRecord:
+        """`pulumi up` from the current state; a failed one still records what exists (its `.record`)."""
+        try:
+            self.record = self.engine.up(self.record)
+        except Exception as error:
+            self.record = error.record  # type: ignore[attr-defined]
+            raise
+        return self.record
+
+    def smoke_runs(self) -> list[dict]:
+        """The deployment's smoke runs, oldest first (the scheduled ones carry `auto-scheduled` instead)."""
+        body = {
+            "flow_runs": {
+                "deployment_id": {"any_": [self.one(DEPLOYMENT)["deployment_id"]]},
+                "tags": {"all_": [SMOKE_RUN_TAG]},
+            },
+            "sort": "EXPECTED_START_TIME_ASC",
+        }
+        runs: list[dict] = self.api.post("/flow_runs/filter", body)
+        return runs
+
+    def new_smoke_run(self, known: list[dict]) -> dict:
+        """The one smoke run that is not in `known` (there must be exactly one)."""
+        known_ids = {run["id"] for run in known}
+        new = [run for run in self.smoke_runs() if run["id"] not in known_ids]
+        assert len(new) == 1, [(run["name"], run["state_type"]) for run in new]
+        return new[0]
+
 
 @pytest.fixture(scope="module")
 def process_stack(
@@ -127,9 +164,40 @@ def run_and_check(state: StackState, bored_api: FakeBoredApi, docker_client: doc
     return run_id
 
 
-def test_up_from_nothing(process_stack: StackState, docker_client: docker.DockerClient) -> None:
-    process_stack.record = process_stack.engine.up()
-    record = process_stack.record
+def assert_proven_by_one_completed_run(
+    state: StackState,
+    known: list[dict],
+    bored_api: FakeBoredApi,
+    calls_before: int,
+    docker_client: docker.DockerClient,
+) -> dict:
+    """`up` ran exactly one new smoke run, and it had COMPLETED by the time `up` returned (nothing waits for it
+    here): tagged, run by the stack's worker, with one Bored API call, its artifact holding what that call served."""
+    run = state.new_smoke_run(known)
+    assert run["state_type"] == "COMPLETED", run["state"]
+    check = state.one(FLOW_RUN_CHECK)
+    assert check["flow_run_id"] == run["id"]
+    assert check["ui_url"].endswith(f"/runs/flow-run/{run['id']}")
+    assert state.record.exports["smoke_run_url"] == check["ui_url"]
+    assert state.record.exports["smoke_run_state"] == "Completed"
+    assert {SMOKE_RUN_TAG, "suggest-activity", state.engine.stack} <= set(run["tags"])
+
+    (call,) = bored_api.requests[
+        calls_before:
+    ]  # the flow in the worker's container called the fake API, once
+    (artifact,) = state.api.artifacts_of(run["id"])
+    assert artifact["key"] == "activity-suggestion" == check["artifact_keys"][0]
+    assert artifact["data"].splitlines()[0] in {f"# {activity['activity']}" for activity in call.served}
+    (worker,) = stack_containers(docker_client, state.engine.stack)
+    assert run["id"] in worker.logs().decode(errors="replace")
+    return run
+
+
+def test_up_from_nothing_is_proven_by_one_completed_run(
+    process_stack: StackState, bored_api: FakeBoredApi, docker_client: docker.DockerClient
+) -> None:
+    calls_before = len(bored_api.requests)
+    record = process_stack.up()
     assert set(record.actions.values()) == {"create"}
 
     image = process_stack.one(IMAGE)
@@ -153,25 +221,26 @@ def test_up_from_nothing(process_stack: StackState, docker_client: docker.Docker
     for run in process_stack.api.wait_for_scheduled_runs(deployment_id):
         start = datetime.fromisoformat(run["expected_start_time"]).astimezone(ZoneInfo(TIMEZONE))
         assert (start.hour, start.minute) == (9, 0)
+        assert SMOKE_RUN_TAG not in run["tags"]  # the UI tells the daily runs from the smoke runs
     assert process_stack.record.exports["next_run_time"]
 
-
-def test_run_completes_and_saves_the_served_activity(
-    process_stack: StackState, bored_api: FakeBoredApi, docker_client: docker.DockerClient
-) -> None:
-    run_and_check(process_stack, bored_api, docker_client)
+    run = assert_proven_by_one_completed_run(process_stack, [], bored_api, calls_before, docker_client)
+    assert run["parameters"] == {"api_url": bored_api.url_for_host("host.docker.internal")}
 
 
-def test_noop_up_changes_nothing_and_neither_does_up_after_refresh(
-    process_stack: StackState, recording_proxy: FaultProxy, docker_client: docker.DockerClient
+def test_noop_up_runs_nothing_and_changes_nothing(
+    process_stack: StackState,
+    recording_proxy: FaultProxy,
+    bored_api: FakeBoredApi,
+    docker_client: docker.DockerClient,
 ) -> None:
     before = process_stack.record
+    runs_before = process_stack.smoke_runs()
+    calls_before = len(bored_api.requests)
     (worker,) = stack_containers(docker_client, "e2e")
     recording_proxy.clear_requests()
 
-    # The second `up` diffs the program against what pulumi-docker's read recorded after the create.
-    after = process_stack.engine.up(before)
-    process_stack.record = after
+    after = process_stack.up()
     assert set(after.actions.values()) == {"same"}, after.actions
     assert process_stack.one(IMAGE)["imageName"] == before.of_type(IMAGE)[0].outputs["imageName"]
 
@@ -185,6 +254,9 @@ def test_noop_up_changes_nothing_and_neither_does_up_after_refresh(
     (worker_after,) = stack_containers(docker_client, "e2e")
     assert worker_after.id == worker.id
     assert recording_proxy.writes() == []
+    assert process_stack.smoke_runs() == runs_before
+    assert len(bored_api.requests) == calls_before
+    assert after.exports["smoke_run_url"] == before.exports["smoke_run_url"]
 
 
 def test_a_healthcheck_change_reaches_the_worker(
@@ -197,9 +269,10 @@ def test_a_healthcheck_change_reaches_the_worker(
     probe = [*declared("e2e-process"), "--pool", "e2e-process"]
     monkeypatch.setattr(infra.worker, "healthcheck_test", lambda pool: [*declared(pool), "--pool", pool])
 
-    process_stack.record = after = process_stack.engine.up(process_stack.record)
+    after = process_stack.up()
 
     assert after.actions["worker-0"] == "replace"
+    # Nothing else, the smoke run included: what a run executes did not change.
     assert {name for name, action in after.actions.items() if action != "same"} == {"worker-0"}
     (new_worker,) = stack_containers(docker_client, "e2e")
     assert new_worker.id != old_worker.id
@@ -209,42 +282,147 @@ def test_a_healthcheck_change_reaches_the_worker(
     assert recorded.outputs["healthcheck"]["tests"] == probe
 
 
-def test_code_change_rebuilds_replaces_worker_and_runs_new_code(
+def test_code_change_is_proven_by_one_run_of_the_new_code_by_the_new_worker(
     process_stack: StackState, bored_api: FakeBoredApi, docker_client: docker.DockerClient
 ) -> None:
     before = process_stack.record
+    runs_before = process_stack.smoke_runs()
+    calls_before = len(bored_api.requests)
     (old_worker,) = stack_containers(docker_client, "e2e")
     flow_file = process_stack.project_dir / "flows" / "suggest_activity.py"
     source = flow_file.read_text()
     assert ORIGINAL_LINE in source
     flow_file.write_text(source.replace(ORIGINAL_LINE, CHANGED_LINE))
 
-    process_stack.record = after = process_stack.engine.up(before)
+    after = process_stack.up()
 
     old_tag = before.of_type(IMAGE)[0].outputs["imageName"]
     new_tag = process_stack.one(IMAGE)["imageName"]
     assert new_tag != old_tag
     assert after.actions["worker-0"] == "replace"
     assert after.actions["deployment"] == "update"
+    assert after.actions["smoke-run"] == "replace"
     deployment_id = process_stack.one(DEPLOYMENT)["deployment_id"]
     assert deployment_id == before.of_type(DEPLOYMENT)[0].outputs["deployment_id"]
     deployment = process_stack.api.get(f"/deployments/{deployment_id}").raise_for_status().json()
     assert deployment["version"] == new_tag.rsplit(":", 1)[1]
     (new_worker,) = stack_containers(docker_client, "e2e")
     assert new_worker.id != old_worker.id
+    assert new_worker.attrs["Image"] == process_stack.one(IMAGE)["repoDigest"]
 
-    run_id = run_and_check(process_stack, bored_api, docker_client)
-    process_stack.api.wait_for_log(run_id, "Suggested activity (changed code): ")
+    # One run, by the new worker (in its logs; the old one is gone), of the new image's code.
+    run = assert_proven_by_one_completed_run(
+        process_stack, runs_before, bored_api, calls_before, docker_client
+    )
+    assert run["deployment_version"] == new_tag.rsplit(":", 1)[1]
+    process_stack.api.wait_for_log(run["id"], "Suggested activity (changed code): ")
 
 
-def test_destroy_leaves_nothing(process_stack: StackState, docker_client: docker.DockerClient) -> None:
+def test_a_run_that_fails_fails_up_and_the_next_up_after_the_fix_runs_it_again(
+    process_stack: StackState, bored_api: FakeBoredApi, docker_client: docker.DockerClient
+) -> None:
+    good_config = process_stack.engine.config
+    runs_before = process_stack.smoke_runs()
+    workers_before = [c.id for c in stack_containers(docker_client, "e2e")]
+    try:
+        with FakeBoredApi(host="0.0.0.0") as failing:
+            failing.add_faults(*[Fault.http(500)] * 4)  # every attempt of the run's fetch
+            failing_url = failing.url_for_host("host.docker.internal")
+            process_stack.engine.config = {
+                **good_config,
+                "suggest-activity:flowParameters": json.dumps({"api_url": failing_url}),
+            }
+            with pytest.raises(Exception) as error:
+                process_stack.up()
+            assert failing.pending_faults == 0  # the run really asked the failing API
+    finally:
+        process_stack.engine.config = good_config
+
+    run = process_stack.new_smoke_run(runs_before)
+    assert run["state_type"] == "FAILED"
+    message = str(getattr(error.value, "details", error.value))
+    assert f"ended Failed: {run['state']['message']}" in message
+    assert "HTTP 500" in run["state"]["message"]
+    assert f"/runs/flow-run/{run['id']}" in message
+    # Nothing half-done: the deployment is as applied (the new parameters), the workers are the same.
     deployment_id = process_stack.one(DEPLOYMENT)["deployment_id"]
+    deployment = process_stack.api.get(f"/deployments/{deployment_id}").raise_for_status().json()
+    assert deployment["parameters"] == {"api_url": failing_url}
+    assert process_stack.one(DEPLOYMENT)["parameters"] == {"api_url": failing_url}
+    assert [c.id for c in stack_containers(docker_client, "e2e")] == workers_before
+
+    # The parameter is fixed (put back as it was when the last check passed): the check runs again.
+    calls_before = len(bored_api.requests)
+    after = process_stack.up()
+    assert after.actions["deployment"] == "update"
+    assert after.actions["smoke-run"] in ("create", "replace"), after.actions
+    assert_proven_by_one_completed_run(
+        process_stack, [*runs_before, run], bored_api, calls_before, docker_client
+    )
+
+
+def test_a_run_no_worker_takes_fails_up_at_the_timeout_and_is_cancelled(
+    process_stack: StackState, bored_api: FakeBoredApi, docker_client: docker.DockerClient
+) -> None:
+    good_config = process_stack.engine.config
+    runs_before = process_stack.smoke_runs()
+    calls_before = len(bored_api.requests)
+    # Paused in the UI: the worker keeps polling, the server gives it nothing (a plain `up` does not notice).
+    process_stack.api.patch("/work_pools/e2e-process", {"is_paused": True})
+    # A change of what a run executes (so that there is a check to run), and a short timeout.
+    changed = {
+        **good_config,
+        "suggest-activity:flowParameters": json.dumps(
+            {"api_url": bored_api.url_for_host("host.docker.internal"), "participants": 1}
+        ),
+    }
+    try:
+        process_stack.engine.config = {
+            **changed,
+            "suggest-activity:smokeRunTimeoutSeconds": str(PAUSED_POOL_TIMEOUT_SECONDS),
+        }
+        with pytest.raises(Exception) as error:
+            process_stack.up()
+    finally:
+        process_stack.engine.config = changed
+        process_stack.api.patch("/work_pools/e2e-process", {"is_paused": False})
+
+    run = process_stack.new_smoke_run(runs_before)
+    assert run["state_type"] == "CANCELLED"  # not left behind for the worker to run later
+    message = str(getattr(error.value, "details", error.value))
+    assert f"did not finish within {PAUSED_POOL_TIMEOUT_SECONDS} s: it was still Scheduled" in message
+    assert "no worker picked it up: is the work pool paused" in message
+    assert "It was cancelled." in message
+    assert f"/runs/flow-run/{run['id']}" in message
+    assert len(bored_api.requests) == calls_before
+
+    # The pool resumed, the same program: the check runs again, and passes.
+    after = process_stack.up()
+    assert after.actions["smoke-run"] in ("create", "replace"), after.actions
+    proven = assert_proven_by_one_completed_run(
+        process_stack, [*runs_before, run], bored_api, calls_before, docker_client
+    )
+    assert proven["parameters"]["participants"] == 1
+
+
+def test_destroy_leaves_nothing_but_the_runs(
+    process_stack: StackState, recording_proxy: FaultProxy, docker_client: docker.DockerClient
+) -> None:
+    deployment_id = process_stack.one(DEPLOYMENT)["deployment_id"]
+    smoke_runs = process_stack.smoke_runs()
+    assert len(smoke_runs) >= 4
+    recording_proxy.clear_requests()
+
     process_stack.engine.destroy(process_stack.record)
 
     assert stack_containers(docker_client, "e2e") == []
     assert process_stack.api.get("/work_pools/e2e-process").status_code == 404
     assert process_stack.api.get(f"/deployments/{deployment_id}").status_code == 404
     assert process_stack.api.scheduled_runs(deployment_id) == []
+    # Runs are history: the check's delete sent nothing, and waited for nothing.
+    assert not [r for r in recording_proxy.requests if "/flow_runs" in r.path]
+    for run in smoke_runs:
+        assert process_stack.api.get(f"/flow_runs/{run['id']}").status_code == 200
 
 
 # --- push to a registry with auth, and a docker work pool running one container per flow run -------------
@@ -327,10 +505,13 @@ def test_docker_pool_runs_each_flow_in_a_container_from_the_pushed_image(
     registry: RegistrySettings,
     docker_forwarder: UnixSocketForwarder,
 ) -> None:
+    """The smoke run is that flow run: `up` returns once it completed in its own container."""
     engine = pushing_docker_pool_engine("e2e-docker", registry.password)
     state = StackState(engine, PrefectApi(prefect_server.api_url), engine.project_dir)
+    calls_before = len(bored_api.requests)
     try:
-        state.record = engine.up()
+        started = datetime.now(UTC)
+        state.up()
         image = state.one(IMAGE)
         assert image["repoDigest"].startswith("localhost:5000/e2e/suggest-activity@sha256:")
         # `docker:host` reached both halves of pulumi-docker: the image was built and pushed, and the worker
@@ -341,10 +522,8 @@ def test_docker_pool_runs_each_flow_in_a_container_from_the_pushed_image(
         assert sum(path.split("?")[0].endswith("/containers/create") for path in posted) == 2, posted
         (worker,) = stack_containers(docker_client, "e2edocker")
         assert worker.attrs["Config"]["Image"] == image["repoDigest"]  # runs from the pushed image
-        state.api.wait_for_pool_status("e2e-docker", "READY")
 
-        started = datetime.now(UTC)
-        run_id = run_and_check(state, bored_api, docker_client)
+        run = assert_proven_by_one_completed_run(state, [], bored_api, calls_before, docker_client)
         events = docker_client.events(
             since=started,
             until=datetime.now(UTC),
@@ -353,9 +532,8 @@ def test_docker_pool_runs_each_flow_in_a_container_from_the_pushed_image(
         )
         images = [event["Actor"]["Attributes"].get("image") for event in events]
         assert image["imageName"] in images, (
-            f"no per-run container from {image['imageName']} for run {run_id}"
+            f"no per-run container from {image['imageName']} for run {run['id']}"
         )
-        run = state.api.get(f"/flow_runs/{run_id}").json()
         assert run["infrastructure_pid"]  # the docker worker records the run's container
     finally:
         engine.destroy(state.record)

@@ -28,6 +28,7 @@ IMAGE = "docker:index/image:Image"
 CONTAINER = "docker:index/container:Container"
 WORK_POOL = "pulumi-python:dynamic/prefect:WorkPool"
 DEPLOYMENT = "pulumi-python:dynamic/prefect:Deployment"
+FLOW_RUN_CHECK = "pulumi-python:dynamic/prefect:FlowRunCheck"
 DOCKER_PROVIDER = "pulumi:providers:docker"
 # What the daemon-side probe of a docker pool's socket answers here (it needs a real daemon and image:
 # tests/test_end_to_end.py and tests/test_docker_endpoint.py run it for real).
@@ -88,10 +89,10 @@ def plain(value: Any) -> Any:
     return value
 
 
-def test_dev_stack_declares_image_pool_worker_and_deployment(dev: ProgramRun) -> None:
+def test_dev_stack_declares_image_pool_worker_deployment_and_smoke_run(dev: ProgramRun) -> None:
     # Registration order follows dependencies, not source order: compare as a set of types.
     assert sorted(r.typ for r in dev.registrations) == sorted(
-        [DOCKER_PROVIDER, IMAGE, WORK_POOL, CONTAINER, DEPLOYMENT]
+        [DOCKER_PROVIDER, IMAGE, WORK_POOL, CONTAINER, DEPLOYMENT, FLOW_RUN_CHECK]
     )
 
     image = dev.one(IMAGE).inputs
@@ -248,6 +249,49 @@ def test_a_daemon_that_discards_memory_limits_fails_the_up_and_says_how_to_fix_i
     assert "cgroup_enable=memory" in str(error.value)
 
 
+# --- smoke run ---------------------------------------------------------------------------------------------
+
+
+def test_the_smoke_run_checks_what_the_deployment_has_after_this_up(
+    dev: ProgramRun, cloud: ProgramRun
+) -> None:
+    """Its inputs are the Deployment's OUTPUTS, so that a change the deployment takes in place (parameters,
+    version, job variables) still replaces the check."""
+    for run in (dev, cloud):
+        deployment, check = run.one(DEPLOYMENT).outputs, run.one(FLOW_RUN_CHECK).inputs
+        assert check["deployment_id"] == deployment["deployment_id"]
+        for key in ("work_pool_name", "version", "entrypoint", "pull_steps", "parameters", "job_variables"):
+            assert check[key] == deployment[key], key
+        assert check["tags"] == ["smoke-run"]
+    assert cloud.one(FLOW_RUN_CHECK).inputs["job_variables"]["image"] == cloud.one(IMAGE).inputs["imageName"]
+
+
+def test_the_smoke_run_may_take_the_flows_timeout_plus_a_workers_pickup(dev: ProgramRun) -> None:
+    """Derived from the flow's own timeout, the worker's poll interval (the dev stack's default) and Prefect's
+    allowance for starting a run (the worker's prefetch), read here from their sources."""
+    from prefect.settings.models.worker import WorkerSettings
+
+    from flows.suggest_activity import FLOW_TIMEOUT_SECONDS
+
+    envs = dict(env.split("=", 1) for env in plain(dev.one(CONTAINER).inputs["envs"]))
+    poll = int(envs["PREFECT_WORKER_QUERY_SECONDS"])
+    prefetch = WorkerSettings.model_fields["prefetch_seconds"].default
+    assert dev.one(FLOW_RUN_CHECK).inputs["timeout_seconds"] == FLOW_TIMEOUT_SECONDS + poll + prefetch
+    configured = run_program({**dev_stack_config(), "suggest-activity:smokeRunTimeoutSeconds": "45"})
+    assert configured.one(FLOW_RUN_CHECK).inputs["timeout_seconds"] == 45
+
+
+def test_the_smoke_run_is_exported_and_can_be_turned_off(dev: ProgramRun) -> None:
+    check = dev.one(FLOW_RUN_CHECK).outputs
+    assert dev.exports["smoke_run_url"] == check["ui_url"]
+    assert dev.exports["smoke_run_state"] == check["state_name"]
+
+    off = run_program({**dev_stack_config(), "suggest-activity:smokeRun": "false"})
+    assert off.of_type(FLOW_RUN_CHECK) == []
+    assert "smoke_run_url" not in off.exports and "smoke_run_state" not in off.exports
+    assert len(off.of_type(DEPLOYMENT)) == 1
+
+
 def test_cloud_stack_pushes_with_registry_credentials(cloud: ProgramRun) -> None:
     image = cloud.one(IMAGE).inputs
     assert image["skipPush"] is False
@@ -365,6 +409,11 @@ BAD_CONFIGS = [
     ),
     ({"image:registry": "https://registry.example.com"}, "is not a registry address"),
     ({"image:name": "Suggest Activity"}, "image:name"),
+    ({"suggest-activity:smokeRun": "yes"}, "suggest-activity:smokeRun: 'yes' is not true or false"),
+    (
+        {"suggest-activity:smokeRunTimeoutSeconds": "0"},
+        "suggest-activity:smokeRunTimeoutSeconds: must be >= 1",
+    ),
 ]
 
 

@@ -86,7 +86,8 @@ def test_the_provider_host_imports_neither_prefect_nor_pulumi_docker(
 
     modules = imported_modules(profiled_host.log_text())
     # The log is this host's, and complete: the providers and what they use were imported in it.
-    assert {"infra.prefect.deployment", "infra.prefect.work_pool", "httpx", "jsonschema"} <= modules
+    assert {"infra.prefect.deployment", "infra.prefect.work_pool", "infra.prefect.flow_run_check", "httpx",
+            "jsonschema"} <= modules  # fmt: skip
     assert top_level(modules).isdisjoint(NOT_IN_THE_HOST), sorted(
         m for m in modules if m.split(".")[0] in NOT_IN_THE_HOST
     )[:10]

@@ -8,6 +8,10 @@ engine and a real Prefect server, faults injected, then read back like a user wo
   difference from production, so that a hung run ends in seconds instead of 5 minutes.
 
 The server restart comes late: other modules share the server, and it is healthy again when the test ends.
+
+The smoke run is off in these stacks (`suggest-activity:smokeRun false`): here every `up` is about the pool,
+worker and deployment under faults, and a run per `up` would only cost time; tests/test_end_to_end.py proves
+the smoke run, and tests/test_flow_run_check_provider.py its own fault handling.
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ SCHEDULE_SLUG = "daily-0900"
 TEST_FLOW_TIMEOUT_SECONDS = 25
 # Outputs that change with nobody editing anything: the worker's heartbeat and the scheduler's next run.
 VOLATILE_OUTPUTS = {"status", "next_run_time"}
+NO_SMOKE_RUN = {"suggest-activity:smokeRun": "false"}  # see the module docstring
 # A small retry budget for the provider host (client.py reads these), so that giving up takes seconds.
 TIGHT_BUDGET = {
     "PULUMI_PREFECT_TIMEOUT_SECONDS": "2",
@@ -113,6 +118,7 @@ def rel(
     config = {
         **stack_config(prefect_server, proxy, bored_api, POOL),
         "suggest-activity:deploymentName": DEPLOYMENT_NAME,
+        **NO_SMOKE_RUN,
     }
     engine = LocalEngine(
         project_dir=project_dir, stack=STACK, config=config, secret_keys=[], docker_client=docker_client
@@ -170,6 +176,7 @@ def relup(
     config = {
         **stack_config(prefect_server, proxy, bored_api, UP_POOL),
         "suggest-activity:deploymentName": UP_DEPLOYMENT_NAME,
+        **NO_SMOKE_RUN,
     }
     stack = UpStack(
         LocalEngine(

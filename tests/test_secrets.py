@@ -9,6 +9,10 @@ password go into two stacks that the local engine applies for real:
   so the key really travels to the server, the worker and its runs), and alerts to a webhook and to Slack
   (`alerts:webhookUrl`, `alerts:slackWebhookUrl`: no run fails here, so neither is ever called).
 
+`secdocker` keeps the smoke run on: its `up` runs the flow once more through the auth server (the check's own
+requests carry the auth string), and that run's objects and logs are scanned too. `secprocess` turns it off:
+its flow has no Bored API to call, and the key's way to the server and the worker is what it shows.
+
 Then everything the tests can see is scanned for each credential (raw, the password half of `user:pass`, and
 base64 as in HTTP and registry auth): the engine's record, `docker inspect` of the workers and of the flow-run
 container, the image's history and every byte of its layers, what the provider hosts printed, the worker logs,
@@ -227,6 +231,8 @@ def docker_stack(
     stack = AppliedStack(engine, authed_api(auth_server, AUTH_STRING), credentials, host_logs=logs)
     apply(stack)
     try:
+        # The smoke run, through the auth server, completed before `up` returned.
+        assert stack.one(f"{DYNAMIC_PREFIX}prefect:FlowRunCheck")["state_name"] == "Completed"
         stack.api.wait_for_pool_status("sec-docker", "READY")
         stack.run_id = stack.api.trigger(stack.one(f"{DYNAMIC_PREFIX}prefect:Deployment")["deployment_id"])
         stack.run_container, stack.run_process = catch_run_container(docker_client, stack.run_id)
@@ -248,6 +254,7 @@ def process_stack(
         "image:push": "false",
         "suggest-activity:poolName": "sec-process",
         "suggest-activity:workerPollSeconds": "1",
+        "suggest-activity:smokeRun": "false",  # see the module docstring
         "alerts:webhookUrl": WEBHOOK_URL,
         "alerts:slackWebhookUrl": SLACK_URL,
     }
@@ -374,9 +381,14 @@ def test_prefect_server_objects_hold_no_credential(stack: AppliedStack) -> None:
         stack.api.get(f"/work_pools/{pool_name}").raise_for_status().text,
         stack.api.get(f"/deployments/{deployment_id}").raise_for_status().text,
     ]
-    if stack.run_id:
-        stored.append(stack.api.get(f"/flow_runs/{stack.run_id}").raise_for_status().text)
-        stored.append(stack.api.log_text(stack.run_id))
+    # The run the fixture triggered, and the smoke run `up` made (secdocker).
+    run_ids = [stack.run_id] if stack.run_id else []
+    run_ids += [
+        r.outputs["flow_run_id"] for r in stack.record.of_type(f"{DYNAMIC_PREFIX}prefect:FlowRunCheck")
+    ]
+    for run_id in run_ids:
+        stored.append(stack.api.get(f"/flow_runs/{run_id}").raise_for_status().text)
+        stored.append(stack.api.log_text(run_id))
     # Alert blocks (the URL is a block secret: the API shows it masked) and the automation that uses them.
     blocks, automations = stack.record.of_type(BLOCK), stack.record.of_type(AUTOMATION)
     assert len(blocks) == len([c for c in stack.credentials if "webhook" in c.name])

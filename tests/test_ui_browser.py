@@ -1,12 +1,12 @@
 """The last step of the user's journey, in a real browser: what the Prefect UI shows through the stack's links.
 
 A dev stack is applied for real (tests/support/local_engine.py) against the local server that the Makefile starts
-(`make server`, on a free port, with the login it generates), a run is triggered and completes; then headless
-Chromium (Debian's `chromium`, driven by Playwright) logs in through the UI's form with the login `make` printed
-and opens each link the stack hands the user, asserting on the rendered page what a person looks for. Times are
-read in a browser set to the stack's timezone, as its user would.
+(`make server`, on a free port, with the login it generates); its smoke run completed before `up` returned. Then
+headless Chromium (Debian's `chromium`, driven by Playwright) logs in through the UI's form with the login `make`
+printed and opens each link the stack hands the user (the smoke run's among them), asserting on the rendered page
+what a person looks for. Times are read in a browser set to the stack's timezone, as its user would.
 
-Adding a link (e.g. a smoke run's): one line in LINKS, with a check from below or a new one.
+Adding a link: one line in LINKS, with a check from below or a new one.
 Screenshots of the deployment page and of the artifact for the README: `make screenshots` (UI_SCREENSHOTS=1 makes
 this test write docs/ui-deployment.png and docs/ui-artifact.png).
 
@@ -31,13 +31,13 @@ import docker
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
-from infra.prefect.client import deployment_ui_url, ui_base_url, work_pool_ui_url
+from infra.prefect.client import deployment_ui_url, flow_run_ui_url, ui_base_url, work_pool_ui_url
 from tests.support.docker_env import docker_required
 from tests.support.fake_bored_api import FakeBoredApi
-from tests.support.local_engine import DYNAMIC_PREFIX, LocalEngine, StackRecord
+from tests.support.local_engine import LocalEngine, StackRecord
 from tests.support.make_runner import MakeRunner, fresh_clone
 from tests.support.program_harness import REPO_ROOT, dev_stack_config
-from tests.support.stack_checks import PrefectApi, stack_containers
+from tests.support.stack_checks import stack_containers
 from tests.support.ui_routes import matching_route, workspace_routes
 
 # Debian's `chromium` here (scripts/test-services.sh installs it); GitHub's runners ship `google-chrome` instead.
@@ -69,8 +69,7 @@ class UiStack:
     timezone: str
     pool_name: str
     worker_name: str
-    run_id: str
-    activity: str  # what the fake Bored API served to that run
+    activity: str  # what the fake Bored API served to the smoke run
 
 
 @pytest.fixture(scope="module")
@@ -103,8 +102,8 @@ def make_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Make
 def stack(
     make_server: tuple[MakeRunner, str], docker_client: docker.DockerClient, bored_api: FakeBoredApi
 ) -> Iterator[UiStack]:
-    """The dev stack's configuration with the server's address and login as `make up` sets them, applied for real;
-    one run triggered and finished."""
+    """The dev stack's configuration with the server's address and login as `make up` sets them, applied for real:
+    its smoke run (on by default) is the one run, finished when `up` returns."""
     server, login = make_server
     config = {
         **dev_stack_config(),
@@ -125,10 +124,7 @@ def stack(
     record = StackRecord()
     try:
         record = engine.up()
-        api = PrefectApi(server.api_url, auth_string=login)
-        (deployment,) = record.of_type(f"{DYNAMIC_PREFIX}prefect:Deployment")
-        run = api.wait_for_run(api.trigger(deployment.outputs["deployment_id"]))
-        assert run["state_type"] == "COMPLETED", run["state"]["message"]
+        assert record.exports["smoke_run_state"] == "Completed"
         (worker,) = stack_containers(docker_client, STACK)
         yield UiStack(
             exports=record.exports,
@@ -136,7 +132,6 @@ def stack(
             timezone=config["suggest-activity:timezone"],
             pool_name=record.exports["work_pool_name"],
             worker_name=worker.name,
-            run_id=run["id"],
             activity=bored_api.served()[-1]["activity"],
         )
     finally:
@@ -252,7 +247,7 @@ LINKS = [
     Link("prefect_ui_url", lambda s: s.exports["prefect_ui_url"], see_dashboard),
     Link("deployment_url", lambda s: s.exports["deployment_url"], see_deployment),
     Link("work_pool_url", lambda s: s.exports["work_pool_url"], see_pool_with_worker_online),
-    Link("run", lambda s: f"{s.exports['prefect_ui_url']}/runs/flow-run/{s.run_id}", see_completed_run),
+    Link("smoke_run_url", lambda s: s.exports["smoke_run_url"], see_completed_run),
     Link("artifact", lambda s: f"{s.exports['prefect_ui_url']}/artifacts/key/{ARTIFACT_KEY}", see_artifact),
 ]
 
@@ -275,6 +270,7 @@ def test_each_link_shows_what_a_person_looks_for(
 CLOUD_API = "https://api.prefect.cloud/api/accounts/0b6b2f4e-0000-4000-8000-000000000001/workspaces/1c7c3a5f-0000-4000-8000-000000000002"
 SELF_HOSTED_API = "http://127.0.0.1:4300/api"
 DEPLOYMENT_ID = "7691bd74-fe46-4ca8-b368-d23150e4e51d"
+FLOW_RUN_ID = "3f0c2a9e-5b1d-4c7e-9a26-8d4b1e6f0c53"
 
 
 @pytest.mark.parametrize("api_url", [CLOUD_API, SELF_HOSTED_API], ids=["cloud", "self-hosted"])
@@ -287,6 +283,7 @@ def test_links_match_prefects_own_url_builder(api_url: str) -> None:
         assert ui_base_url(api_url) == PREFECT_UI_URL.value()
         assert deployment_ui_url(api_url, DEPLOYMENT_ID) == url_for("deployment", DEPLOYMENT_ID)
         assert work_pool_ui_url(api_url, "docker pool/1") == url_for("work-pool", "docker pool/1")
+        assert flow_run_ui_url(api_url, FLOW_RUN_ID) == url_for("flow-run", FLOW_RUN_ID)
 
 
 @pytest.mark.parametrize("api_url", [CLOUD_API, SELF_HOSTED_API], ids=["cloud", "self-hosted"])
@@ -296,8 +293,8 @@ def test_links_match_the_ui_route_table(api_url: str) -> None:
     expected = {
         deployment_ui_url(api_url, DEPLOYMENT_ID): "workspace.deployments.deployment",
         work_pool_ui_url(api_url, "docker pool"): "workspace.work-pools.work-pool",
-        # The links the browser test builds itself, from prefect_ui_url:
-        f"{ui_base_url(api_url)}/runs/flow-run/{DEPLOYMENT_ID}": "workspace.runs.flow-run",
+        flow_run_ui_url(api_url, FLOW_RUN_ID): "workspace.runs.flow-run",
+        # The link the browser test builds itself, from prefect_ui_url:
         f"{ui_base_url(api_url)}/artifacts/key/{ARTIFACT_KEY}": "workspace.artifacts.artifact.key",
     }
     for url, route in expected.items():

@@ -132,6 +132,8 @@ def stopping_stack(
         "image:push": "false",
         "suggest-activity:poolName": POOL,
         "suggest-activity:workerPollSeconds": "2",
+        # These tests start the run they need (one that hangs); a smoke run in `up` would only cost time.
+        "suggest-activity:smokeRun": "false",
         "suggest-activity:flowParameters": json.dumps(
             {"api_url": bored_api.url_for_host("host.docker.internal")}
         ),

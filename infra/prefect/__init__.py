@@ -1,5 +1,6 @@
-"""Prefect resources as Pulumi dynamic providers: `WorkPool` and `Deployment` (with cron schedules), and for
-alerts a `NotificationBlock` (a webhook or Slack block document, its URL a secret) and an `Automation`.
+"""Prefect resources as Pulumi dynamic providers: `WorkPool`, `Deployment` (with cron schedules),
+`FlowRunCheck` (one real run of a deployment), and for alerts a `NotificationBlock` (a webhook or Slack
+block document, its URL a secret) and an `Automation`.
 
 Connection settings come from the stack config namespace `prefect` (`prefect:apiUrl`, secret
 `prefect:apiKey` for Cloud, secret `prefect:authString` for a self-hosted server with basic auth), read in
@@ -14,11 +15,13 @@ from .client import (
     PrefectConfigError,
     RetryPolicy,
     deployment_ui_url,
+    flow_run_ui_url,
     parse_cloud_api_url,
     ui_base_url,
     work_pool_ui_url,
 )
 from .deployment import Deployment, DeploymentProvider
+from .flow_run_check import FlowRunCheck, FlowRunCheckError, FlowRunCheckProvider
 from .notification_block import NotificationBlock, NotificationBlockProvider
 from .schedules import CronScheduleSpec
 from .validation import (
@@ -42,6 +45,9 @@ __all__ = [
     "CronScheduleSpec",
     "Deployment",
     "DeploymentProvider",
+    "FlowRunCheck",
+    "FlowRunCheckError",
+    "FlowRunCheckProvider",
     "NotificationBlock",
     "NotificationBlockProvider",
     "PrefectApiError",
@@ -52,6 +58,7 @@ __all__ = [
     "WorkPoolProvider",
     "cron_problem",
     "deployment_ui_url",
+    "flow_run_ui_url",
     "name_problem",
     "parse_cloud_api_url",
     "timezone_problem",

@@ -146,6 +146,11 @@ def deployment_ui_url(api_url: str, deployment_id: str) -> str:
     return f"{ui_base_url(api_url)}/deployments/deployment/{deployment_id}"
 
 
+def flow_run_ui_url(api_url: str, flow_run_id: str) -> str:
+    # prefect/utilities/urls.py UI_URL_FORMATS["flow-run"]
+    return f"{ui_base_url(api_url)}/runs/flow-run/{flow_run_id}"
+
+
 def _config_str(value: Any) -> str | None:
     if value is None:
         return None

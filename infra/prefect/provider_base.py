@@ -4,9 +4,10 @@ dynamic provider, in one place.
     check   defaults, then every problem named by its property (values unknown in a preview are not judged)
     diff    which inputs changed; those in `replace_keys` replace, the `update_keys` update in place
     create  create it, or adopt the object that already exists (only when asked: `adopt_existing=True`)
-    read    the server's object as outputs AND inputs, so that a refresh shows drift field by field
+    read    the server's object as outputs AND inputs, so that a refresh shows drift field by field (an
+            object the server no longer has is gone, unless the type keeps it: `kept_when_gone`)
     update  only the writes the change needs, then the server's object as outputs
-    delete  delete it if it exists (already gone is success)
+    delete  delete it if it exists (already gone is success), unless the type keeps it (`retain_on_delete`)
 
 A resource says only what is its own: its fields (`input_keys`, `defaults`, `validate`), which changes
 replace (`replace_keys`) or update (`update_keys`, `field_equal`, `managed`), and how its wire shape maps
@@ -107,6 +108,14 @@ class PrefectResourceProvider(ResourceProvider):
     delete_before_replace: ClassVar[bool] = False
     # True when creating would silently overwrite an object that exists (an upsert): look for one first.
     look_before_create: ClassVar[bool] = False
+    # True when deleting the resource must leave the server object alone (a flow run is history), like
+    # Pulumi's `retain_on_delete` option but decided by the type: delete (and the delete of a replacement)
+    # sends nothing and waits for nothing.
+    retain_on_delete: ClassVar[bool] = False
+    # True when the resource records something that happened (a flow run) rather than an object it manages:
+    # a refresh keeps the record when the server no longer has the object (runs are deleted by hand, or past
+    # their retention period: prefect/server/services/db_vacuum.py), so that the next `up` does not redo it.
+    kept_when_gone: ClassVar[bool] = False
 
     # Class-level default: a fresh instance has an empty __dict__, so nothing lands in the pickled provider.
     _connection: ConnectionSettings | None = None
@@ -174,6 +183,8 @@ class PrefectResourceProvider(ResourceProvider):
         with self.client() as client:
             current = self.fetch(client, id_, previous)
             if current is None:
+                if self.kept_when_gone:
+                    return refreshed(id_, previous, self.input_keys)
                 return ReadResult(None, {})
             outs = self.outputs(client, current, previous)
         return refreshed(self.id_of(current), outs, self.input_keys)
@@ -199,7 +210,7 @@ class PrefectResourceProvider(ResourceProvider):
             return UpdateResult(self.outputs(client, current, desired))
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
-        path = self.object_path(id_, plain_props(props))
+        path = None if self.retain_on_delete else self.object_path(id_, plain_props(props))
         if path is None:
             return
         with self.client() as client:

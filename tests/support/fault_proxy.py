@@ -43,6 +43,7 @@ class Fault(Enum):
     GATEWAY_TIMEOUT = 504
     RESET = "reset"  # close the connection with a TCP RST before answering
     STALL = "stall"  # accept the request, never answer (until stall_seconds), then reset
+    LOST_ANSWER = "lost-answer"  # forward it (the server carries it out), then reset instead of answering
 
 
 @dataclass
@@ -207,11 +208,12 @@ def _make_handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
                     self._send_status(rule.fault.value, rule.retry_after)
                     record(rule.fault.value, rule.fault)
                     return
-                record(None, rule.fault)
-                if rule.fault is Fault.STALL:
-                    proxy._stopping.wait(rule.stall_seconds)
-                self._reset()
-                return
+                if rule.fault is not Fault.LOST_ANSWER:
+                    record(None, rule.fault)
+                    if rule.fault is Fault.STALL:
+                        proxy._stopping.wait(rule.stall_seconds)
+                    self._reset()
+                    return
 
             try:
                 upstream = http.client.HTTPConnection(
@@ -227,6 +229,10 @@ def _make_handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
                 upstream.close()
             except OSError:
                 record(None)
+                self._reset()
+                return
+            if rule is not None:  # LOST_ANSWER: carried out upstream, the answer never reaches the client
+                record(None, rule.fault)
                 self._reset()
                 return
             self.send_response(response.status, response.reason)

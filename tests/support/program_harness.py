@@ -143,6 +143,16 @@ def fake_outputs(args: MockResourceArgs, options: ResourceOptions) -> tuple[str,
             next_run_time="2026-01-01T07:00:00+00:00",
             ui_url=f"http://ui/deployments/deployment/{token[:32]}",
         )
+    elif args.typ == "pulumi-python:dynamic/prefect:FlowRunCheck":
+        inputs.update(
+            flow_run_id=token[:32],
+            flow_run_name="smoke-test-run",
+            ui_url=f"http://ui/runs/flow-run/{token[:32]}",
+            state_type="COMPLETED",
+            state_name="Completed",
+            duration_seconds=4.2,
+            artifact_keys=["activity-suggestion"],
+        )
     elif args.typ == "pulumi-python:dynamic/prefect:NotificationBlock":
         inputs.update(
             block_document_id=str(uuid.UUID(token[:32])), ui_url=f"http://ui/blocks/block/{token[:32]}"
@@ -173,6 +183,11 @@ def run_program(
     """Run the program once with this stack config; raises what the program raises."""
     from infra.program import main
 
+    # Each `pulumi up` starts with no exports, but `set_mocks` keeps the stack resource of an earlier run in
+    # this process (pulumi/runtime/mocks.py `set_mocks` makes one only when there is none), with its exports.
+    earlier_stack = pulumi.runtime.settings.get_root_resource()
+    if earlier_stack is not None:
+        earlier_stack.outputs.clear()  # type: ignore[attr-defined]
     pulumi.runtime.set_all_config(dict(config), list(secret_keys))
     mocks = ProgramMocks(apply)
     pulumi.runtime.set_mocks(
