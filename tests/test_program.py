@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 from prefect.utilities.callables import parameter_schema
+from prefect.workers.process import ProcessWorker
+from pulumi.runtime import MockResourceArgs
 from pulumi.runtime.rpc import is_rpc_secret, unwrap_rpc_secret
 
 import infra.docker_endpoint
@@ -21,14 +23,19 @@ from flows.suggest_activity import suggest_activity
 from infra.config import StackConfigError
 from infra.image import content_tag
 from tests.support import pulumi_docker_facts as facts
-from tests.support.program_harness import REPO_ROOT, ProgramRun, dev_stack_config, run_program
+from tests.support.local_engine import CONTAINER, DOCKER_PROVIDER, DYNAMIC_PREFIX, IMAGE, reveal
+from tests.support.program_harness import (
+    REPO_ROOT,
+    ProgramRun,
+    ResourceOptions,
+    dev_stack_config,
+    fake_outputs,
+    run_program,
+)
 from tests.support.provider_host import wire_roundtrip
 
-IMAGE = "docker:index/image:Image"
-CONTAINER = "docker:index/container:Container"
-WORK_POOL = "pulumi-python:dynamic/prefect:WorkPool"
-DEPLOYMENT = "pulumi-python:dynamic/prefect:Deployment"
-DOCKER_PROVIDER = "pulumi:providers:docker"
+WORK_POOL = f"{DYNAMIC_PREFIX}prefect:WorkPool"
+DEPLOYMENT = f"{DYNAMIC_PREFIX}prefect:Deployment"
 # What the daemon-side probe of a docker pool's socket answers here (it needs a real daemon and image:
 # tests/test_end_to_end.py and tests/test_docker_endpoint.py run it for real).
 PROBED_SOCKET_GROUP = "4242"
@@ -76,17 +83,6 @@ def cloud() -> ProgramRun:
     return run_program(cloud_stack_config(), CLOUD_SECRETS, stack="prod")
 
 
-def plain(value: Any) -> Any:
-    """A value with its secret wrappers removed (for asserting on content, not on secrecy)."""
-    if is_rpc_secret(value):
-        return plain(unwrap_rpc_secret(value))
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [plain(v) for v in value]
-    return value
-
-
 def test_dev_stack_declares_image_pool_worker_and_deployment(dev: ProgramRun) -> None:
     # Registration order follows dependencies, not source order: compare as a set of types.
     assert sorted(r.typ for r in dev.registrations) == sorted(
@@ -106,6 +102,10 @@ def test_dev_stack_declares_image_pool_worker_and_deployment(dev: ProgramRun) ->
 
     pool = dev.one(WORK_POOL).inputs
     assert (pool["name"], pool["type"]) == ("suggest-activity", "process")
+    # The template of the worker the image runs (Prefect's own class), so that job variables are validated.
+    assert (
+        pool["base_job_template"] == wire_roundtrip({"t": ProcessWorker.get_default_base_job_template()})["t"]
+    )
 
 
 def test_dev_worker_runs_from_the_image_digest_and_reaches_the_local_server(dev: ProgramRun) -> None:
@@ -132,6 +132,7 @@ def test_dev_worker_runs_from_the_image_digest_and_reaches_the_local_server(dev:
     assert {"label": "pulumi.stack", "value": "dev"} in worker["labels"]
     assert "volumes" not in worker  # a process pool gets no Docker socket
     assert worker["capabilities"] == {"drops": ["ALL"]}
+    assert worker["securityOpts"] == ["no-new-privileges:true"]
 
 
 def test_dev_deployment_runs_daily_at_0900_with_the_flows_own_schema(dev: ProgramRun) -> None:
@@ -159,14 +160,40 @@ def test_dev_deployment_runs_daily_at_0900_with_the_flows_own_schema(dev: Progra
     assert deployment["job_variables"] == {}
 
 
-def test_dev_stack_exports_what_a_user_needs(dev: ProgramRun) -> None:
-    assert dev.exports["prefect_ui_url"] == "http://127.0.0.1:4200"
-    assert dev.exports["work_pool_name"] == "suggest-activity"
-    assert dev.exports["work_pool_url"] == dev.one(WORK_POOL).outputs["ui_url"]
-    assert dev.exports["image_ref"] == dev.one(IMAGE).inputs["imageName"]
-    assert dev.exports["worker_container_names"] == ["suggest-activity-worker-dev-0"]
-    assert dev.exports["deployment_url"] == dev.one(DEPLOYMENT).outputs["ui_url"]
-    assert dev.exports["next_run_time"] == dev.one(DEPLOYMENT).outputs["next_run_time"]
+def test_dev_stack_schedule_can_be_declared_inactive() -> None:
+    run = run_program({**dev_stack_config(), "suggest-activity:scheduleActive": "false"})
+    (schedule,) = run.one(DEPLOYMENT).inputs["schedules"]
+    assert schedule["active"] is False
+
+
+# Outputs only a provider knows after `up` (a link with the server's id, the next run the server planned).
+PROVIDER_ONLY_OUTPUTS = {WORK_POOL: ("ui_url",), DEPLOYMENT: ("ui_url", "next_run_time")}
+
+
+def marked_outputs(args: MockResourceArgs, options: ResourceOptions) -> tuple[str, dict[str, Any]]:
+    """The harness's fake outputs, with each provider-only output replaced by a mark that names the resource
+    and the output it came from: no value the program could compute itself."""
+    resource_id, outputs = fake_outputs(args, options)
+    for key in PROVIDER_ONLY_OUTPUTS.get(args.typ, ()):
+        outputs[key] = f"<{args.name}.{key}>"
+    return resource_id, outputs
+
+
+def test_dev_stack_exports_the_links_and_run_time_its_resources_report() -> None:
+    """Which value each export is. The links and the next run time are the resources' outputs, whatever the
+    providers put there: that the providers' values are the right ones is shown against a real server
+    (test_work_pool_provider.py, test_deployment_provider.py) and in a browser (test_ui_browser.py)."""
+    exports = run_program(dev_stack_config(), apply=marked_outputs).exports
+    expected = {
+        "prefect_ui_url": "http://127.0.0.1:4200",  # the UI of prefect:apiUrl, computed by the program
+        "work_pool_name": "suggest-activity",
+        "work_pool_url": "<work-pool.ui_url>",
+        "image_ref": f"suggest-activity:{content_tag(REPO_ROOT, 'python:3.12-slim')}",
+        "worker_container_names": ["suggest-activity-worker-dev-0"],
+        "deployment_url": "<deployment.ui_url>",
+        "next_run_time": "<deployment.next_run_time>",
+    }
+    assert {key: exports.get(key) for key in expected} == expected
 
 
 def test_worker_is_replaced_and_waited_for_on_any_change(dev: ProgramRun) -> None:
@@ -241,7 +268,7 @@ def test_cloud_stack_pushes_with_registry_credentials(cloud: ProgramRun) -> None
     image = cloud.one(IMAGE).inputs
     assert image["skipPush"] is False
     assert image["imageName"].startswith("registry.example.com/acme/suggest-activity:sha-")
-    registry = plain(image["registry"])
+    registry = reveal(image["registry"])
     assert registry == {
         "server": "registry.example.com",
         "username": "deployer",
@@ -256,7 +283,7 @@ def test_cloud_stack_runs_two_docker_workers_with_the_api_key(cloud: ProgramRun)
         "suggest-activity-worker-prod-1",
     ]
     for worker in workers:
-        envs = plain(worker.inputs["envs"])
+        envs = reveal(worker.inputs["envs"])
         assert f"PREFECT_API_URL={CLOUD_URL}" in envs
         assert f"PREFECT_API_KEY={API_KEY}" in envs
         assert "hosts" not in worker.inputs  # Cloud is not on the Docker host
@@ -402,14 +429,14 @@ def test_prefect_environment_variables_fill_what_the_stack_leaves_out(
     config = {k: v for k, v in cloud_stack_config().items() if not k.startswith("prefect:")}
     run = run_program(config, ["image:password"], stack="prod")
     for worker in run.of_type(CONTAINER):
-        assert f"PREFECT_API_URL={CLOUD_URL}" in plain(worker.inputs["envs"])
+        assert f"PREFECT_API_URL={CLOUD_URL}" in reveal(worker.inputs["envs"])
         # Kept secret though it came from the environment.
         assert all(secret for _, leaf, secret in _walk(worker.inputs) if API_KEY in str(leaf))
-        assert f"PREFECT_API_KEY={API_KEY}" in plain(worker.inputs["envs"])
+        assert f"PREFECT_API_KEY={API_KEY}" in reveal(worker.inputs["envs"])
 
 
 def test_environment_credentials_do_not_follow_a_different_server(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PREFECT_API_URL", CLOUD_URL)
     monkeypatch.setenv("PREFECT_API_KEY", API_KEY)
     run = run_program(dev_stack_config())  # the dev stack names its own, local server
-    assert not any("PREFECT_API_KEY" in str(plain(e)) for e in run.one(CONTAINER).inputs["envs"])
+    assert not any("PREFECT_API_KEY" in str(reveal(e)) for e in run.one(CONTAINER).inputs["envs"])
