@@ -158,6 +158,28 @@ def test_dev_deployment_runs_daily_at_0900_with_the_flows_own_schema(dev: Progra
     schema = parameter_schema(suggest_activity).model_dump(exclude_unset=True)
     assert deployment["parameter_openapi_schema"] == wire_roundtrip({"s": schema})["s"]
     assert deployment["job_variables"] == {}
+    assert deployment["enforce_parameter_schema"] is True  # a run with bad parameters is refused, not started
+
+
+def test_deployment_is_declared_after_the_image_and_the_pool(dev: ProgramRun) -> None:
+    dependencies = dev.one(DEPLOYMENT).options.dependencies
+    # Its version names an image tag: it must not announce an image that is not built (and pushed) yet.
+    assert dev.one(IMAGE).options.urn in dependencies
+    assert dev.one(WORK_POOL).options.urn in dependencies  # the pool it names is Pulumi's, made first
+
+
+def test_dev_docker_pool_runs_use_the_unpushed_image_and_reach_the_local_server() -> None:
+    run = run_program({**dev_stack_config(), "suggest-activity:poolType": "docker"})
+    assert run.one(IMAGE).inputs["skipPush"] is True
+    variables = run.one(DEPLOYMENT).inputs["job_variables"]
+    assert variables["image"] == run.one(IMAGE).inputs["imageName"]
+    # The image exists only in the local daemon: a pull would fail (no registry has it).
+    assert variables["image_pull_policy"] == "Never"
+    assert variables["container_create_kwargs"] == {
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges:true"],
+        "extra_hosts": {"host.docker.internal": "host-gateway"},  # the local server, like the worker
+    }
 
 
 def test_dev_stack_schedule_can_be_declared_inactive() -> None:
