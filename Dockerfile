@@ -31,6 +31,7 @@ WORKDIR /opt/prefect/suggest-activity
 # - `--prune pulumi --prune pulumi-docker` leaves out the deployment tooling (Pulumi and what only it needs: grpcio,
 #   protobuf, the OTLP exporters...): the image runs flows and the worker, never the Pulumi program. Packages that
 #   Prefect also needs stay in. `uv pip check` below fails the build if that pruning ever breaks a dependency.
+#   `--prune paramiko`: docker's ssh extra is for the program reaching an ssh:// daemon, not for the worker.
 # - `--no-deps --require-hashes`: exactly the exported set, each verified against the lock's hash; no resolution.
 # - Bytecode is compiled at build time: the non-root user cannot write __pycache__ into /opt/venv, and Prefect's
 #   imports would otherwise be compiled on every container start.
@@ -41,7 +42,7 @@ RUN set -eux \
  && python -m venv /tmp/uv-tool \
  && /tmp/uv-tool/bin/pip install --no-cache-dir --disable-pip-version-check "uv==${UV_VERSION}" \
  && export UV_SYSTEM_CERTS=1 UV_NO_CACHE=1 UV_PYTHON_DOWNLOADS=never UV_PYTHON="$(command -v python)" \
- && /tmp/uv-tool/bin/uv export --locked --no-dev --no-emit-project --prune pulumi --prune pulumi-docker \
+ && /tmp/uv-tool/bin/uv export --locked --no-dev --no-emit-project --prune pulumi --prune pulumi-docker --prune paramiko \
         --quiet --output-file /tmp/requirements.txt \
  && /tmp/uv-tool/bin/uv venv /opt/venv \
  && /tmp/uv-tool/bin/uv pip install --python /opt/venv/bin/python --no-deps --require-hashes --compile-bytecode \

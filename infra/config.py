@@ -23,9 +23,11 @@ from infra.prefect import (
     cron_problem,
     name_problem,
     timezone_problem,
+    webhook_url_problem,
     work_pool_name_problem,
 )
 from infra.prefect.validation import (
+    DB_INTEGER_MAX,
     api_key_problem,
     auth_string_problem,
     validation_failure,
@@ -46,9 +48,6 @@ MEMORY_FLOOR_MB = 256  # below this a Prefect worker cannot even import prefect
 # Docker keeps the memory limit in bytes as an int64 and, with no swap limit given, sets the swap limit to
 # twice that: from 2**42 MB the stored swap limit wrapped negative, from 2**43 MB the daemon answered 500.
 MEMORY_CEILING_MB = (2**63 - 1) // 2 // 2**20
-# Prefect stores concurrency limits in INTEGER columns (prefect/server/database/orm_models.py, `Mapped[int]`
-# maps to sa.Integer): 32 bits on Postgres; on SQLite 2**63 answered 500 (OverflowError).
-DB_INTEGER_MAX = 2**31 - 1
 # Docker's container names (moby daemon/names/names.go `RestrictedNamePattern`). Workers are named
 # '<pool>-worker-<stack>-<n>', so the pool name has to fit it too.
 CONTAINER_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
@@ -136,6 +135,7 @@ class StackConfig:
     flow_parameters: dict[str, Any]
     # The Docker daemon of the image and the workers: `docker:host`, else DOCKER_HOST, else the local socket.
     docker_host: str
+    alerts: AlertSettings
 
 
 # A credential's check: (value, key or variable, the command that sets it) -> a message or None.
@@ -147,7 +147,7 @@ class _Reader:
 
     def __init__(self) -> None:
         self.problems: list[str] = []
-        self._configs = {ns: pulumi.Config(ns) for ns in ("prefect", "image", "docker", PROJECT)}
+        self._configs = {ns: pulumi.Config(ns) for ns in ("prefect", "image", "docker", PROJECT, "alerts")}
 
     def problem(self, key: str, message: str) -> None:
         self.problems.append(f"{key}: {message}")
@@ -272,6 +272,7 @@ def load_stack_config() -> StackConfig:
     )
     flow_parameters = read.obj(f"{PROJECT}:flowParameters")
     _check(read, f"{PROJECT}:flowParameters", flow_parameters_problem(flow_parameters))
+    alerts = _alert_settings(read)
 
     if read.problems:
         raise StackConfigError(
@@ -289,6 +290,7 @@ def load_stack_config() -> StackConfig:
         schedule=schedule,
         flow_parameters=flow_parameters,
         docker_host=docker_host(read.text("docker:host")),
+        alerts=alerts,
     )
 
 
@@ -563,3 +565,54 @@ def flow_parameter_schema() -> dict[str, Any]:
     """The parameter schema `flow.deploy()` would send: Prefect's, committed (infra/prefect_snapshots.py)
     so that the program does not import Prefect to compute it."""
     return prefect_snapshots.flow_parameter_schema()
+
+
+# --- alerts (issue 12): where to send them, read like the rest and never echoed -----------------------------
+
+# prefect/blocks/notifications.py `SlackWebhook._SLACK_WEBHOOK_URL_PATTERN`: the URLs it sends to as Slack
+# (anything else goes to Apprise's URL parser, which takes no plain https address).
+SLACK_WEBHOOK_PATTERN = re.compile(
+    r"^https?://hooks\.slack(?:-gov)?\.com/services/[A-Z0-9]+/[A-Z0-9]+/[A-Z0-9]+/?$", re.IGNORECASE
+)
+WEBHOOK_URL_EXAMPLE = "https://alerts.example.com/hooks/<token>"
+SLACK_WEBHOOK_URL_EXAMPLE = "https://hooks.slack.com/services/<T…>/<B…>/<token>"
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    """Where alerts go (secrets; None: not there) and whether the automation is on (`alerts:enabled`)."""
+
+    webhook_url: pulumi.Output[str] | None
+    slack_webhook_url: pulumi.Output[str] | None
+    enabled: bool
+
+
+def _alert_settings(read: _Reader) -> AlertSettings:
+    return AlertSettings(
+        webhook_url=_alert_url(read, "alerts:webhookUrl", WEBHOOK_URL_EXAMPLE),
+        slack_webhook_url=_alert_url(read, "alerts:slackWebhookUrl", SLACK_WEBHOOK_URL_EXAMPLE, slack=True),
+        enabled=read.boolean("alerts:enabled", True),
+    )
+
+
+def _alert_url(read: _Reader, key: str, example: str, *, slack: bool = False) -> pulumi.Output[str] | None:
+    """A webhook URL from the stack config: unset is None (no alerts there); set, it must be a secret http(s)
+    URL. A webhook URL is a credential (anyone who has it can post): no message repeats it."""
+    raw = read._configs["alerts"].get(key.split(":", 1)[1])
+    if raw is None:
+        return None
+    fix = f"fix: pulumi config set --secret {key} {example} (or pulumi config rm {key})"
+    problem = webhook_url_problem(raw, key, fix)
+    if problem is None and slack and not SLACK_WEBHOOK_PATTERN.match(raw):
+        problem = (
+            f"{key} is not a Slack incoming-webhook URL like https://hooks.slack.com/services/… (not shown: it is "
+            f"a secret); {fix}; any other endpoint takes alerts:webhookUrl"
+        )
+    if problem is None and not pulumi.runtime.is_config_secret(key):
+        problem = (
+            f"{key} is stored in plain text in the stack's config file; set it as a secret: "
+            f"pulumi config set --secret {key} <url>"
+        )
+    if problem:
+        read.problems.append(problem)
+    return pulumi.Output.secret(raw)

@@ -38,6 +38,18 @@ class DaemonSocketError(RuntimeError):
     """The daemon has no socket at DOCKER_SOCKET for a docker pool's worker."""
 
 
+class MemoryLimitError(RuntimeError):
+    """The daemon discards memory limits, so the workers' declared memory could never match what is read back."""
+
+
+def docker_client(host: str) -> docker.DockerClient:
+    """A client for `host` as the Docker CLI would make it: DOCKER_TLS_VERIFY / DOCKER_CERT_PATH for a TLS tcp://
+    daemon (docker-py's `kwargs_from_env`, what `docker.from_env` uses), and ssh:// through the ssh binary, so
+    the user's ssh config and agent apply as they do for pulumi-docker's own connection."""
+    settings = docker.utils.kwargs_from_env(environment={**os.environ, "DOCKER_HOST": host})
+    return docker.DockerClient(**settings, use_ssh_client=host.startswith("ssh://"))
+
+
 def docker_host(configured: str | None) -> str:
     """`docker:host` from the stack config, else DOCKER_HOST, else the local socket, or, where there is none,
     Docker Desktop's user socket (the fallback pulumi-docker's Image alone makes, here for both)."""
@@ -66,7 +78,7 @@ def socket_group(host: str, image: str) -> str:
     container from `image` (which has Python and runs as the worker's user) stats the socket mounted from the
     daemon's own filesystem. A bind mount of a missing path fails instead of creating a directory there.
     """
-    client = docker.DockerClient(base_url=host)
+    client = docker_client(host)
     try:
         output = client.containers.run(
             image,
@@ -94,3 +106,41 @@ def socket_group(host: str, image: str) -> str:
 def group_of_socket(host: str, image_digest: pulumi.Output[str]) -> pulumi.Output[str]:
     """`socket_group` once the image exists (it runs where the image was built)."""
     return image_digest.apply(lambda digest: socket_group(host, digest))
+
+
+def daemon_info(host: str) -> dict[str, object]:
+    """`docker info` of the daemon at `host`."""
+    client = docker_client(host)
+    try:
+        return dict(client.info())
+    finally:
+        client.close()
+
+
+def memory_limit_problem(info: dict[str, object], host: str) -> str | None:
+    """Why the workers' memory limit cannot hold on this daemon, from its `docker info`.
+
+    Where the kernel has no memory cgroup, moby drops the limit with a warning (daemon/daemon_unix.go
+    `verifyPlatformContainerResources`: "Limitation discarded") and the container reads back Memory 0;
+    pulumi-docker stores that (resourceDockerContainerRead), so every `up` would see a change and, the workers
+    being replaced on any change, replace them all."""
+    if info.get("MemoryLimit", True):
+        return None
+    return (
+        f"suggest-activity:workerMemoryMb cannot be enforced: the Docker daemon at {host} discards memory limits "
+        "(`docker info` says its kernel has no memory limit support), so every `pulumi up` would replace the "
+        "workers. Fix: enable the memory cgroup (kernel command line: cgroup_enable=memory cgroup_memory=1, "
+        "e.g. in /boot/cmdline.txt on a Raspberry Pi) and reboot, or point docker:host at a daemon that has it."
+    )
+
+
+def enforced_memory_mb(host: str, memory_mb: int, image_digest: pulumi.Output[str]) -> pulumi.Output[int]:
+    """`memory_mb`, once the daemon that built the image is known to enforce memory limits (else the up fails)."""
+
+    def check(_digest: str) -> int:
+        problem = memory_limit_problem(daemon_info(host), host)
+        if problem:
+            raise MemoryLimitError(problem)
+        return memory_mb
+
+    return image_digest.apply(check)

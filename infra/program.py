@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pulumi
 
+from infra.alerts import alert_automation
 from infra.config import load_stack_config
 from infra.docker_endpoint import docker_provider
 from infra.flow_deployment import daily_deployment
@@ -45,3 +46,8 @@ def main(project_dir: Path | None = None) -> None:
     pulumi.export("image_ref", image.reference)
     pulumi.export("worker_container_names", [worker.name for worker in workers])
     pulumi.export("next_run_time", deployment.next_run_time)
+
+    # Alerts (when alerts:webhookUrl or alerts:slackWebhookUrl is set): failed, crashed, timed-out or late runs.
+    alerts = alert_automation(config, deployment)
+    if alerts is not None:
+        pulumi.export("alerts_url", alerts.ui_url)

@@ -6,7 +6,7 @@ import pulumi
 import pulumi_docker as docker
 
 from infra.config import DOCKER_HOST_ALIAS, StackConfig
-from infra.docker_endpoint import DOCKER_SOCKET, group_of_socket
+from infra.docker_endpoint import DOCKER_SOCKET, enforced_memory_mb, group_of_socket
 
 HEALTH_PORT = 8080
 # How long `pulumi destroy` / a replace lets a worker stop before SIGKILL: pulumi-docker's delete is ContainerStop
@@ -81,6 +81,7 @@ def worker_containers(
     docker_pool = config.pool_type == "docker"
     # The socket's group as the daemon sees it, so that the non-root worker may use the socket.
     socket_group = group_of_socket(config.docker_host, image_digest) if docker_pool else None
+    memory_mb = enforced_memory_mb(config.docker_host, config.worker.memory_mb, image_digest)
     for index in range(config.worker.replicas):
         name = worker_name(config, index)
         containers.append(
@@ -107,8 +108,8 @@ def worker_containers(
                 hosts=[docker.ContainerHostArgs(host=DOCKER_HOST_ALIAS, ip="host-gateway")]
                 if config.prefect.worker_needs_host_gateway
                 else None,
-                memory=config.worker.memory_mb,
-                memory_swap=config.worker.memory_mb,  # no swap: the memory limit is the limit
+                memory=memory_mb,
+                memory_swap=memory_mb,  # no swap: the memory limit is the limit
                 labels=[
                     docker.ContainerLabelArgs(label="app", value="suggest-activity"),
                     docker.ContainerLabelArgs(label="pulumi.stack", value=config.stack),

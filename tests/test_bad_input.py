@@ -69,7 +69,13 @@ ACCOUNT = "3f1c6a2e-8b7d-4c5e-9a0b-1c2d3e4f5a6b"
 WORKSPACE = "7e6d5c4b-3a29-4180-8f7e-6d5c4b3a2918"
 SERVER = "<server>"  # replaced by host:port of the row's Prefect server
 REGISTRY_PASSWORD = "<registry-password>"  # replaced by the loopback registry's real password
-SECRET_KEYS = ("prefect:apiKey", "prefect:authString", "image:password")
+SECRET_KEYS = (
+    "prefect:apiKey",
+    "prefect:authString",
+    "image:password",
+    "alerts:webhookUrl",
+    "alerts:slackWebhookUrl",
+)
 # PrefectClient.request caps the connect timeout of each attempt at 5 s (see infra/prefect/client.py).
 CONNECT_TIMEOUT_CAP_SECONDS = 5.0
 
@@ -85,6 +91,7 @@ class Row:
     # Provider-host rows: the resource type and the inputs that replace the valid base inputs.
     resource: tuple[Literal["prefect:WorkPool", "prefect:Deployment"], Mapping[str, Any]] | None = None
     push: bool = False  # push to the loopback registry (its server and user filled in by the test)
+    plain: tuple[str, ...] = ()  # keys of SECRET_KEYS set WITHOUT --secret (in plain text in the stack file)
 
 
 def config_row(row_id: str, key: str, value: str, *says: str) -> Row:
@@ -315,6 +322,32 @@ ROWS = [
     # URL (the read said "gone", the delete did nothing), a line break matches no route (404).
     pool_row("pool-name-dot-segment", {"name": ".."}, "name", "dot-segment", "choose another name"),
     pool_row("pool-name-line-break", {"name": "bad\npool"}, "name", "control character", "remove it"),
+    # --- alerts (issue 12): where alerts go, refused before anything is created, the URL never repeated
+    config_row(
+        "alerts-webhook-url-empty", "alerts:webhookUrl", "",
+        "alerts:webhookUrl is empty", "pulumi config set --secret alerts:webhookUrl", "pulumi config rm alerts:webhookUrl",
+    ),
+    config_row(
+        "alerts-webhook-url-not-http", "alerts:webhookUrl", f"ftp://alerts.example.com/hooks/{secrets.token_hex(8)}",
+        "is not an http(s) URL with a host (not shown: it is a secret)", "pulumi config set --secret alerts:webhookUrl",
+    ),
+    config_row(
+        "alerts-webhook-url-with-a-line-break", "alerts:webhookUrl",
+        f"https://alerts.example.com/hooks/{secrets.token_hex(8)}\n", "line breaks", "pulumi config set --secret",
+    ),
+    Row(
+        "alerts-webhook-url-in-plain-text", "config", ("alerts:webhookUrl",),
+        ("stored in plain text", "pulumi config set --secret alerts:webhookUrl"),
+        {"alerts:webhookUrl": f"https://alerts.example.com/hooks/{secrets.token_hex(8)}"}, plain=("alerts:webhookUrl",),
+    ),
+    config_row(
+        "alerts-slack-url-not-slack", "alerts:slackWebhookUrl", f"https://alerts.example.com/hooks/{secrets.token_hex(8)}",
+        "is not a Slack incoming-webhook URL", "any other endpoint takes alerts:webhookUrl",
+    ),
+    config_row(
+        "alerts-enabled-not-a-boolean", "alerts:enabled", "sometimes",
+        "'sometimes' is not true or false", "pulumi config set alerts:enabled true",
+    ),
 ]  # fmt: skip
 
 
@@ -437,7 +470,7 @@ def apply_row(env: BadInputEnv, row: Row, stack: str) -> Outcome:
     proxy = FaultProxy(env.auth_server.api_url).start() if row.target == "cloud-proxy" else None
     try:
         config = stack_config(env, row, api_url_for(env, row.target, proxy))
-        secret_keys = [key for key in SECRET_KEYS if key in config]
+        secret_keys = [key for key in SECRET_KEYS if key in config and key not in row.plain]
         if row.resource is None:
             engine = LocalEngine(
                 project_dir=env.project_dir,

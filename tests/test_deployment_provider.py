@@ -146,6 +146,7 @@ def test_check_fills_defaults(deployments: BoundResource, pool: str) -> None:
         ({"work_pool_name": "x>y"}, "work_pool_name", "cannot contain"),
         ({"entrypoint": ""}, "entrypoint", "path/to/file.py:function"),
         ({"concurrency_limit": 0}, "concurrency_limit", ">= 1"),
+        ({"concurrency_limit": 2**31}, "concurrency_limit", "<= 2147483647"),
         ({"pull_steps": ["not-a-step"]}, "pull_steps", "one-key objects"),
         ({"tags": ["ok", 3]}, "tags", "list of non-empty strings"),
         ({"parameters": {"who": 42}}, "parameters", "parameters.who: 42 is not of type 'string'"),

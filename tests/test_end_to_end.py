@@ -192,8 +192,10 @@ def test_a_healthcheck_change_reaches_the_worker(
 ) -> None:
     # pulumi-docker updates only restart/memory/cpu limits in place: a new healthcheck needs a new container.
     (old_worker,) = stack_containers(docker_client, "e2e")
-    probe = [*infra.worker.HEALTHCHECK[:-1], infra.worker.HEALTHCHECK[-1] + "  # changed"]
-    monkeypatch.setattr(infra.worker, "HEALTHCHECK", probe)
+    declared = infra.worker.healthcheck_test
+    # Any change to the declared test that still works: the pool named twice (argparse keeps the last).
+    probe = [*declared("e2e-process"), "--pool", "e2e-process"]
+    monkeypatch.setattr(infra.worker, "healthcheck_test", lambda pool: [*declared(pool), "--pool", pool])
 
     process_stack.record = after = process_stack.engine.up(process_stack.record)
 

@@ -70,6 +70,7 @@ CLOUD_SECRETS = ["prefect:apiKey", "image:password"]
 def socket_probe() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(infra.docker_endpoint, "socket_group", lambda host, image: PROBED_SOCKET_GROUP)
+        patch.setattr(infra.docker_endpoint, "daemon_info", lambda host: {"MemoryLimit": True})
         yield
 
 
@@ -284,6 +285,16 @@ def test_without_a_configured_daemon_docker_desktops_user_socket_is_used_when_th
 def test_docker_pool_workers_join_the_sockets_group_as_the_daemon_sees_it(cloud: ProgramRun) -> None:
     for worker in cloud.of_type(CONTAINER):
         assert worker.inputs["groupAdds"] == [PROBED_SOCKET_GROUP]
+
+
+def test_a_daemon_that_discards_memory_limits_fails_the_up_and_says_how_to_fix_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # It would read every worker back with Memory 0, and every later `up` would replace them all.
+    monkeypatch.setattr(infra.docker_endpoint, "daemon_info", lambda host: {"MemoryLimit": False})
+    with pytest.raises(Exception, match="suggest-activity:workerMemoryMb cannot be enforced") as error:
+        run_program(dev_stack_config())
+    assert "cgroup_enable=memory" in str(error.value)
 
 
 def test_cloud_stack_pushes_with_registry_credentials(cloud: ProgramRun) -> None:

@@ -6,16 +6,19 @@ password go into two stacks that the local engine applies for real:
 * `secdocker`: a docker work pool on a Prefect server with basic auth (`prefect:authString`), its image pushed to
   the loopback registry (`image:password`); one flow run is triggered, and its per-run container inspected;
 * `secprocess`: a process work pool with `prefect:apiKey` (the session's open server ignores the Bearer header,
-  so the key really travels to the server, the worker and its runs).
+  so the key really travels to the server, the worker and its runs), and alerts to a webhook and to Slack
+  (`alerts:webhookUrl`, `alerts:slackWebhookUrl`: no run fails here, so neither is ever called).
 
 Then everything the tests can see is scanned for each credential (raw, the password half of `user:pass`, and
 base64 as in HTTP and registry auth): the engine's record, `docker inspect` of the workers and of the flow-run
 container, the image's history and every byte of its layers, what the provider hosts printed, the worker logs,
 the objects and logs on the Prefect server, the stack exports and the pickled `__provider`. A credential may be
-only where it must be: the worker's environment (which its flow runs inherit) and the image resource's registry
-credentials. Under the real engine both are secret-wrapped inputs, encrypted in state; tests/test_program.py
-checks that wrapping on the values the program registers. The local engine's record holds revealed values, so
-here the check is on where they are, not on their wrapping.
+only where it must be: the worker's environment (which its flow runs inherit), the image resource's registry
+credentials and a notification block's `url`. Under the real engine these are secret-wrapped inputs, encrypted in
+state; tests/test_program.py checks that wrapping on the values the program registers. The local engine's record
+keeps a dynamic resource's secrets wrapped the way the engine does (tests/support/engine_secrets.py): there a
+credential must be inside a secret; pulumi-docker's secret handling is not modelled (its values are recorded
+revealed), so for the worker and the image the check is on where they are.
 
 Provider error messages are checked with failing requests that carry credentials (a proxy records the
 Authorization header actually sent). Least privilege is read from Docker and from `/proc/1/status` inside the
@@ -43,9 +46,10 @@ import pytest
 from infra.config import flow_parameter_schema
 from infra.docker_endpoint import DOCKER_SOCKET
 from infra.flow_deployment import ENTRYPOINT, FLOW_NAME, PULL_STEPS
-from infra.prefect import DeploymentProvider, WorkPoolProvider
+from infra.prefect import DeploymentProvider, NotificationBlockProvider, WorkPoolProvider
 from tests.support.auth_server import basic_auth_server
 from tests.support.docker_env import RegistrySettings, require_registry
+from tests.support.engine_secrets import leaves
 from tests.support.fake_bored_api import FakeBoredApi
 from tests.support.fault_proxy import Fault, FaultProxy
 from tests.support.local_engine import CONTAINER, DYNAMIC_PREFIX, IMAGE, LocalEngine, StackRecord
@@ -56,11 +60,16 @@ from tests.support.stack_checks import PrefectApi
 
 pytestmark = pytest.mark.docker
 
+BLOCK = f"{DYNAMIC_PREFIX}prefect:NotificationBlock"
+AUTOMATION = f"{DYNAMIC_PREFIX}prefect:Automation"
+
 API_KEY = f"pnu_{secrets.token_hex(18)}"
 AUTH_STRING = f"sec-user:sec-pass-{secrets.token_hex(8)}"
 WRONG_AUTH_STRING = f"sec-user:WrongPass-{secrets.token_hex(8)}"
 WRONG_API_KEY = f"pnu_wrong{secrets.token_hex(16)}"
 URL_PASSWORD = f"UrlPass-{secrets.token_hex(8)}"
+WEBHOOK_URL = f"http://127.0.0.1:9/sec-alerts/{secrets.token_hex(12)}"  # port 9: nothing listens
+SLACK_URL = f"https://hooks.slack.com/services/T{secrets.token_hex(4)}/B{secrets.token_hex(4)}/{secrets.token_hex(12)}"
 ACCOUNT = "5d3c2b1a-0f9e-4d8c-b7a6-958473625140"
 WORKSPACE = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
 NON_ROOT = "10001:10001"  # the Dockerfile's USER
@@ -76,6 +85,7 @@ class Credential:
     name: str
     value: str
     user: str | None = None  # for a password whose user is known (registry auth encodes user:password)
+    worker: bool = True  # the worker needs it (in its environment); a registry password or a webhook does not
 
     def forms(self) -> dict[str, bytes]:
         """How the credential could leak: as is, the password half of user:pass, base64 as in auth headers."""
@@ -85,6 +95,12 @@ class Credential:
         if self.user:
             forms[f"{self.name} (base64 of user:password)"] = _b64(f"{self.user}:{self.value}")
         return {name: text.encode() for name, text in forms.items()}
+
+
+ALERT_CREDENTIALS = [
+    Credential("webhook URL", WEBHOOK_URL, worker=False),
+    Credential("Slack webhook URL", SLACK_URL, worker=False),
+]
 
 
 def _b64(text: str) -> str:
@@ -108,18 +124,6 @@ def stream_leaks(chunks: Iterable[bytes], credentials: Iterable[Credential]) -> 
         found.update(leaks(window, credentials))
         tail = window[-overlap:]
     return found
-
-
-def walk(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
-    """(path, leaf) for every leaf of a JSON-like value."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            yield from walk(item, f"{path}.{key}")
-    elif isinstance(value, list | tuple):
-        for index, item in enumerate(value):
-            yield from walk(item, f"{path}[{index}]")
-    else:
-        yield path, value
 
 
 # --------------------------------------------------------------------------------------------- the stacks
@@ -218,7 +222,7 @@ def docker_stack(
     )
     credentials = [
         Credential("auth string", AUTH_STRING),
-        Credential("registry password", registry.password, user=registry.username),
+        Credential("registry password", registry.password, user=registry.username, worker=False),
     ]
     stack = AppliedStack(engine, authed_api(auth_server, AUTH_STRING), credentials, host_logs=logs)
     apply(stack)
@@ -244,19 +248,20 @@ def process_stack(
         "image:push": "false",
         "suggest-activity:poolName": "sec-process",
         "suggest-activity:workerPollSeconds": "1",
+        "alerts:webhookUrl": WEBHOOK_URL,
+        "alerts:slackWebhookUrl": SLACK_URL,
     }
     logs: list[str] = []
     engine = LocalEngine(
         project_dir=project_dir,
         stack="secprocess",
         config=config,
-        secret_keys=["prefect:apiKey"],
+        secret_keys=["prefect:apiKey", "alerts:webhookUrl", "alerts:slackWebhookUrl"],
         docker_client=docker_client,
         host_logs=logs,
     )
-    stack = AppliedStack(
-        engine, PrefectApi(prefect_server.api_url), [Credential("API key", API_KEY)], host_logs=logs
-    )
+    credentials = [Credential("API key", API_KEY), *ALERT_CREDENTIALS]
+    stack = AppliedStack(engine, PrefectApi(prefect_server.api_url), credentials, host_logs=logs)
     apply(stack)
     try:
         stack.api.wait_for_pool_status("sec-process", "READY")  # the worker works with the key
@@ -312,14 +317,14 @@ def stack(request: pytest.FixtureRequest) -> AppliedStack:
     return applied
 
 
-def test_engine_record_holds_credentials_only_in_the_worker_env_and_registry_auth(
+def test_engine_record_holds_credentials_only_in_secrets_the_worker_env_and_registry_auth(
     stack: AppliedStack,
 ) -> None:
     found: list[str] = []
     seen_where_allowed: set[str] = set()
     for resource in stack.record.resources:
         for part in ("inputs", "outputs"):
-            for path, leaf in walk(getattr(resource, part)):
+            for path, leaf, secret in leaves(getattr(resource, part)):
                 text = str(leaf)
                 if path == ".__provider":
                     # The provider is pickled into every resource's state: no credential, no settings.
@@ -327,8 +332,8 @@ def test_engine_record_holds_credentials_only_in_the_worker_env_and_registry_aut
                     assert "_connection" not in text, f"{resource.name}: connection settings pickled"
                 hits = leaks(text, stack.credentials)
                 allowed = ALLOWED_IN_RECORD.get(resource.typ)
-                if hits and allowed is not None and allowed.fullmatch(path):
-                    seen_where_allowed.update(hits)
+                if hits and (secret or (allowed is not None and allowed.fullmatch(path))):
+                    seen_where_allowed.update(hits)  # encrypted in state, or where pulumi-docker needs it
                 else:
                     found += [f"{resource.name} {part}{path}: {hit}" for hit in hits]
     found += [
@@ -337,7 +342,8 @@ def test_engine_record_holds_credentials_only_in_the_worker_env_and_registry_aut
         for hit in leaks(str(value), stack.credentials)
     ]
     assert found == []
-    # The scan does see them where they belong: the credentials did reach the worker (and the registry).
+    # The scan does see them where they belong: the credentials did reach the worker (and the registry, the
+    # notification blocks).
     assert {c.name for c in stack.credentials} <= seen_where_allowed
 
 
@@ -348,11 +354,10 @@ def test_worker_container_shows_credentials_only_in_its_environment(stack: Appli
         env = attrs["Config"].pop("Env")
         # Labels, Cmd, Entrypoint, HostConfig, Mounts, the rest: nothing.
         assert leaks(json.dumps(attrs), stack.credentials) == [], worker.name
-        prefect_credentials = [c for c in stack.credentials if c.name != "registry password"]
-        for credential in prefect_credentials:
+        for credential in [c for c in stack.credentials if c.worker]:
             assert any(credential.value in entry for entry in env), f"{credential.name} not in the worker env"
-        registry_password = [c for c in stack.credentials if c.name == "registry password"]
-        assert leaks("\n".join(env), registry_password) == []  # the worker never needs it
+        # The worker never needs the registry password or a webhook URL.
+        assert leaks("\n".join(env), [c for c in stack.credentials if not c.worker]) == []
         assert leaks(worker.logs(), stack.credentials) == [], f"docker logs {worker.name}"
 
 
@@ -372,6 +377,11 @@ def test_prefect_server_objects_hold_no_credential(stack: AppliedStack) -> None:
     if stack.run_id:
         stored.append(stack.api.get(f"/flow_runs/{stack.run_id}").raise_for_status().text)
         stored.append(stack.api.log_text(stack.run_id))
+    # Alert blocks (the URL is a block secret: the API shows it masked) and the automation that uses them.
+    blocks, automations = stack.record.of_type(BLOCK), stack.record.of_type(AUTOMATION)
+    assert len(blocks) == len([c for c in stack.credentials if "webhook" in c.name])
+    stored += [stack.api.get(f"/block_documents/{block.id}").raise_for_status().text for block in blocks]
+    stored += [stack.api.get(f"/automations/{a.id}").raise_for_status().text for a in automations]
     for text in stored:
         assert leaks(text, stack.credentials) == []
 
@@ -519,6 +529,41 @@ def test_provider_errors_never_echo_the_credentials_the_request_carried(
     for where, text in (("message", message), ("traceback", error.value.details), ("host log", log)):
         assert leaks(text, case.credentials) == [], where
         assert "Authorization" not in text and "Basic " not in text and "Bearer " not in text, where
+
+
+def test_a_failed_alert_block_write_never_echoes_the_webhook_url(auth_server: PrefectServer) -> None:
+    """The one request that carries the URL (creating the block document) fails: the server stays unavailable."""
+    host = ProviderHost(env=host_env({"PULUMI_PREFECT_MAX_ATTEMPTS": "2"}), stack="secerrors")
+    with FaultProxy(auth_server.api_url) as proxy, host:
+        proxy.inject(Fault.UNAVAILABLE, count=None, methods=["POST"], path_contains="/block_documents/")
+        config = {
+            "prefect:apiUrl": proxy.api_url,
+            "prefect:authString": AUTH_STRING,
+            "alerts:webhookUrl": WEBHOOK_URL,
+        }
+        host.configure(config, ["prefect:authString", "alerts:webhookUrl"])
+        blocks = host.resource(NotificationBlockProvider(), "prefect:NotificationBlock")
+        inputs = {
+            "name": "sec-alerts",
+            "block_type": "custom-webhook",
+            "url": WEBHOOK_URL,
+            "fields": {"name": "x"},
+        }
+        with pytest.raises(ProviderCallError) as error:
+            blocks.create(blocks.checked(inputs))
+        posts = [r for r in proxy.requests if r.path == "/api/block_documents/"]
+        log = host.log_text()
+    assert posts and all(r.body["data"]["secrets"] == {"webhook_url": WEBHOOK_URL} for r in posts)
+    assert (
+        "503 Service Unavailable" in error.value.message
+        and "Gave up after 2 attempt(s)" in error.value.message
+    )
+    for where, text in (
+        ("message", error.value.message),
+        ("traceback", error.value.details),
+        ("host log", log),
+    ):
+        assert leaks(text, [*ALERT_CREDENTIALS, Credential("auth string", AUTH_STRING)]) == [], where
 
 
 # --------------------------------------------------------------------------------------------- (c) privilege

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +40,8 @@ from tests.support.program_harness import REPO_ROOT, dev_stack_config
 from tests.support.stack_checks import PrefectApi, stack_containers
 from tests.support.ui_routes import matching_route, workspace_routes
 
-CHROMIUM = Path("/usr/bin/chromium")
+# Debian's `chromium` here (scripts/test-services.sh installs it); GitHub's runners ship `google-chrome` instead.
+CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or shutil.which("google-chrome")
 # Headless Chromium on a machine without internet: no background connections, no first-run, no GPU.
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -73,13 +75,13 @@ class UiStack:
 
 @pytest.fixture(scope="module")
 def chromium() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        reason = f"{CHROMIUM} is missing: `apt-get install chromium` (scripts/test-services.sh installs it)"
+    if CHROMIUM is None or not Path(CHROMIUM).exists():
+        reason = "no chromium or google-chrome (or CHROMIUM_PATH): scripts/test-services.sh installs Debian's chromium"
         if docker_required():
             pytest.fail(reason)
         pytest.skip(reason)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         yield browser
         browser.close()
 

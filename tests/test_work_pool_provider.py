@@ -178,6 +178,7 @@ def test_a_server_that_cannot_give_a_default_template_fails_the_create_clearly(
         ({"type": "dokcer"}, "type", "not a known work pool type"),
         ({"type": "prefect:managed"}, "type", "only on Prefect Cloud"),
         ({"concurrency_limit": -1}, "concurrency_limit", ">= 0"),
+        ({"concurrency_limit": 2**31}, "concurrency_limit", "<= 2147483647"),
         ({"paused": "yes"}, "paused", "true or false"),
         ({"base_job_template": {"variables": {"properties": {}}}}, "base_job_template", "job_configuration"),
         (

@@ -24,6 +24,7 @@ import httpx
 import pytest
 from docker.types import Healthcheck
 
+import infra.worker
 from tests.support.auth_server import basic_auth_server
 from tests.support.docker_env import build_image
 from tests.support.local_engine import CONTAINER, LocalEngine, StackRecord, reveal
@@ -257,6 +258,7 @@ def test_up_fails_when_the_worker_cannot_reach_the_api_and_the_worker_log_names_
     tmp_path_factory: pytest.TempPathFactory,
     docker_client: docker.DockerClient,
     prefect_server: PrefectServer,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The real program through the local engine: the pool is created (the providers reach the API), the worker
     cannot (its URL is wrong), so `wait=True` never sees it healthy and `up` fails after the declared wait.
@@ -266,6 +268,8 @@ def test_up_fails_when_the_worker_cannot_reach_the_api_and_the_worker_log_names_
     keeps a create that failed its wait, tainted). Today's local engine also copies them into its error; that is
     not asserted, so the test holds when the engine says exactly what pulumi-docker says."""
     wrong_url = f"http://host.docker.internal:{free_port()}/api"
+    # The healthcheck runs every 10 s and the worker logs each failure: 30 s show it, the declared 180 s only cost CI.
+    monkeypatch.setattr(infra.worker, "WAIT_TIMEOUT_SECONDS", 30)
     project_dir = copy_project(tmp_path_factory.mktemp("worker-health-up") / "suggest-activity")
     config = {
         "prefect:apiUrl": prefect_server.api_url,

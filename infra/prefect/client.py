@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import email.utils
-import json
 import os
 import random
 import re
@@ -333,7 +332,10 @@ def server_detail(response: httpx.Response) -> str:
     except ValueError:
         return response.text.strip()[:500] or HTTPStatus(response.status_code).phrase
     if isinstance(body, dict):
-        errors = body.get("exception_detail")
+        # Prefect's 422 lists errors in `exception_detail`; FastAPI's own handler (a server or gateway without
+        # Prefect's) in `detail`. Either way each error's `input` and the body's `request_body` echo what was
+        # sent, secrets included: only locations and messages are shown, and never an unknown body.
+        errors = body.get("exception_detail") or body.get("detail")
         if isinstance(errors, list) and errors:
             # Union validation errors list every branch; the value errors are the ones that explain.
             relevant = [
@@ -347,9 +349,12 @@ def server_detail(response: httpx.Response) -> str:
                 lines.append(f"field `{_loc_text(error.get('loc'))}`: {error.get('msg')}")
             return "; ".join(dict.fromkeys(lines))
         for key in ("detail", "exception_message"):
-            if body.get(key):
+            if isinstance(body.get(key), str) and body[key]:
                 return str(body[key])
-    return json.dumps(body)[:500]
+        return f"an error body with the keys {', '.join(sorted(body))}"
+    if isinstance(body, str) and body:
+        return body[:500]
+    return _phrase(response.status_code) or f"HTTP {response.status_code}"
 
 
 def _status_hint(status_code: int, settings: ConnectionSettings) -> str:

@@ -32,7 +32,7 @@ from .client import PrefectApiError, PrefectClient, deployment_ui_url
 from .props import from_wire, is_unknown, same
 from .provider_base import InputCheck, PrefectResourceProvider
 from .schedules import CronScheduleSpec
-from .validation import json_schema_problem, name_problem, values_errors, values_problems
+from .validation import json_schema_problem, name_problem, tags_problem, values_errors, values_problems
 
 REPLACE_KEYS = ("flow_name", "name")
 # Fields a PATCH sends when they change; `work_queue_name` None means "the pool's default queue" and is not
@@ -103,7 +103,7 @@ class DeploymentProvider(PrefectResourceProvider):
             if check.known(key) and not isinstance(value, Mapping):
                 check.fail(key, f"{key} must be an object (a dict), not {type(value).__name__}.")
         check.flags("enforce_parameter_schema", "paused", "adopt_existing")
-        check.judge("tags", _tags_problem)
+        check.judge("tags", tags_problem)
         check.optional_strings("description", "version")
         check.optional_limit("concurrency_limit", minimum=1)
         for problem in schedule_problems:
@@ -357,12 +357,6 @@ def _entrypoint_problem(entrypoint: Any) -> str | None:
     if isinstance(entrypoint, str) and entrypoint.strip():
         return None
     return "entrypoint is required: the flow function as 'path/to/file.py:function' (or 'module.function')."
-
-
-def _tags_problem(tags: Any) -> str | None:
-    if isinstance(tags, list) and all(isinstance(t, str) and t for t in tags):
-        return None
-    return "tags must be a list of non-empty strings."
 
 
 def _pull_steps_problem(steps: Any) -> str | None:

@@ -10,7 +10,7 @@ dynamic provider, in one place.
 
 A resource says only what is its own: its fields (`input_keys`, `defaults`, `validate`), which changes
 replace (`replace_keys`) or update (`update_keys`, `field_equal`, `managed`), and how its wire shape maps
-(`object_path`, `find`, `post`, `apply`, `state`). Each hook's docstring says when it is called.
+(`object_path`, `find`, `post`, `apply`, `state`, `adoption_state`). Each hook's docstring says when it is called.
 
 The provider object is dill-pickled BY REFERENCE into every resource's `__provider` input, so it must carry
 no state when constructed (no client, no credentials; the class-level declarations below are not pickled).
@@ -40,6 +40,7 @@ from pulumi.dynamic import (
 
 from .client import ConnectionSettings, PrefectApiError, PrefectClient
 from .props import is_unknown, plain_props, same
+from .validation import DB_INTEGER_MAX
 
 # How far the server's clock may run behind ours when telling "created by this request" from "already there".
 CLOCK_SKEW = timedelta(seconds=30)
@@ -82,12 +83,15 @@ class InputCheck:
                 self.fail(key, f"{key} must be a string.")
 
     def optional_limit(self, key: str, minimum: int) -> None:
-        """A whole number >= `minimum`, or None for no limit."""
+        """A whole number from `minimum` to the server's integer column maximum, or None for no limit."""
 
         def rule(value: Any) -> str | None:
-            if isinstance(value, int) and not isinstance(value, bool) and value >= minimum:
+            if isinstance(value, int) and not isinstance(value, bool) and minimum <= value <= DB_INTEGER_MAX:
                 return None
-            return f"{key} must be a whole number >= {minimum} (or None for no limit), not {value!r}."
+            return (
+                f"{key} must be a whole number >= {minimum} and <= {DB_INTEGER_MAX} (or None for no limit), "
+                f"not {value!r}."
+            )
 
         self.judge(key, rule, optional=True)
 
@@ -249,7 +253,7 @@ class PrefectResourceProvider(ResourceProvider):
             raise PrefectApiError(
                 problem, method="GET", path=self.object_path(id_, desired) or "", status_code=200
             )
-        if self.apply(client, id_, self.outputs(client, existing, desired), desired):
+        if self.apply(client, id_, self.adoption_state(client, existing, desired), desired):
             existing = self.fetch(client, id_, desired) or existing
         return CreateResult(id_, self.outputs(client, existing, desired))
 
@@ -281,6 +285,13 @@ class PrefectResourceProvider(ResourceProvider):
     def adoption_problem(self, existing: Mapping[str, Any], desired: Mapping[str, Any]) -> str | None:
         """Why an existing object cannot be adopted as declared (a field that cannot change), or None."""
         return None
+
+    def adoption_state(
+        self, client: PrefectClient, existing: Mapping[str, Any], desired: Mapping[str, Any]
+    ) -> Mapping[str, Any]:
+        """What an adopted object is updated from (`apply`'s `current`): its outputs, unless part of it cannot be
+        read (a secret the server only shows masked must be written anyway)."""
+        return self.outputs(client, existing, desired)
 
     def post(self, client: PrefectClient, desired: Mapping[str, Any]) -> dict[str, Any]:
         """Create the object; return it as the server stored it. A conflict raises `already_exists`."""

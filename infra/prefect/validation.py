@@ -19,9 +19,13 @@ from collections.abc import Mapping
 from datetime import datetime
 from types import ModuleType
 from typing import Any
+from urllib.parse import urlsplit
 
 # prefect/types/names.py `WITHOUT_BANNED_CHARACTERS`: the server's own pattern for names.
 NAME_PATTERN = re.compile(r"^[^/%&><]+$")
+# Prefect stores concurrency limits in INTEGER columns (prefect/server/database/orm_models.py, `Mapped[int]`
+# maps to sa.Integer): 32 bits on Postgres; on SQLite 2**63 answered 500 (OverflowError).
+DB_INTEGER_MAX = 2**31 - 1
 FORBIDDEN_NAME_CHARACTERS = "/ % & > <"
 # Names the pattern lets through but the REST API cannot address: objects are read and deleted at
 # /work_pools/{name} and /deployments/name/{flow}/{name}, where '.' and '..' are URL dot-segments that clients
@@ -81,6 +85,13 @@ def name_problem(name: Any, field: str) -> str | None:
             f"{name!r} is resolved away, so the object could never be read or deleted; choose another name."
         )
     return None
+
+
+def tags_problem(tags: Any) -> str | None:
+    """Tags of a deployment or an automation: a list of non-empty strings."""
+    if isinstance(tags, list) and all(isinstance(t, str) and t for t in tags):
+        return None
+    return "tags must be a list of non-empty strings."
 
 
 def work_pool_name_problem(name: Any, field: str = "name") -> str | None:
@@ -209,6 +220,24 @@ def values_errors(values: Mapping[str, Any], schema: Mapping[str, Any]) -> list[
         return []
     errors = _validator(schema, ignore_required=True, check_formats=True).iter_errors(dict(values))
     return [(".".join(str(p) for p in error.absolute_path) or "(all)", error.message) for error in errors]
+
+
+def webhook_url_problem(url: Any, field: str, fix: str) -> str | None:
+    """An http(s) URL a server can POST to. The message never repeats the URL: it is a secret."""
+    if not isinstance(url, str) or not url.strip():
+        return f"{field} is empty; {fix}"
+    if any(character.isspace() or not character.isprintable() for character in url):
+        return (
+            f"{field} contains spaces, line breaks or control characters (not shown: it is a secret); {fix}"
+        )
+    parts = urlsplit(url)
+    try:
+        port_ok = parts.port is None or 1 <= parts.port <= 65535
+    except ValueError:
+        port_ok = False
+    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+        return f"{field} is not an http(s) URL with a host (not shown: it is a secret); {fix}"
+    return None
 
 
 # A bearer token as RFC 6750 (2.1) defines it, what `Authorization: Bearer <key>` can carry. httpx cannot

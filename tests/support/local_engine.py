@@ -14,7 +14,8 @@ What it models, and where that comes from (pulumi/pulumi `pkg/resource/deploy/st
   replace or same. A plain `up` reads nothing: it trusts its state (refresh is a separate step).
 * `replace_on_changes`: a changed property under one of its paths turns the update into a replace; `"*"` also
   turns an init error (below) into a replace. `ignore_changes` (top-level properties): the old inputs' value is
-  used, and the bridge drops the property from its diff. `delete_before_replace`: set by the program, it
+  used, and the bridge drops the property from its diff; a replacement gets the program's own value (Check
+  runs again with no olds). `delete_before_replace`: set by the program, it
   overrides the provider's choice; otherwise the provider's `DiffResult.delete_before_replace` decides
   (pulumi-docker: always true for containers; our dynamic providers say per type). Create-before-delete
   creates the replacement first and deletes the old object after every other step, like the engine.
@@ -30,7 +31,9 @@ What it models, and where that comes from (pulumi/pulumi `pkg/resource/deploy/st
   pending replacement (`DeleteStep.Apply`: the next `up` only creates); a create-before-delete whose create
   failed keeps the old.
 * Dynamic resources (`pulumi-python:dynamic/*`) go through their providers in the same gRPC host process the
-  engine starts (`python -m pulumi.dynamic`), configured with the stack config first.
+  engine starts (`python -m pulumi.dynamic`), configured with the stack config first. Their host does not
+  accept secrets, so they are sent revealed and the record keeps the secret bit the way the engine does
+  (`_DynamicHandler`; tests/support/engine_secrets.py from `provider_plugin.go` `annotateSecrets`).
 * pulumi-docker resources and providers: tests/support/docker_resources.py, with the container's upstream
   facts in ONE table (tests/support/pulumi_docker_facts.py): what create sends, what the read records, what
   the diff replaces (ForceNew), updates in place (`ContainerUpdate`), or would show as `~ update` and apply
@@ -39,7 +42,8 @@ What it models, and where that comes from (pulumi/pulumi `pkg/resource/deploy/st
 `destroy()` deletes everything in reverse dependency order. `refresh()` reads every resource like `pulumi
 refresh` and reports the drift; `up(refreshed)` after it is `pulumi up --refresh`.
 
-Not modelled: the engine's state file and its secret encryption (the record is a Python object), previews,
+Not modelled: the engine's state file and its secret encryption (the record is a Python object; secrets are
+the SDK's wire form), pulumi-docker's secret handling (its resources are recorded revealed), previews,
 parallelism beyond what the mock monitor does, the dependents that a delete-before-replace also replaces
 (`calculateDependentReplacements`), pulumi-docker's Image `contextDigest` (the image's content tag stands in
 for it), the native Image's fallback to Docker Desktop's user sockets. Refused rather than guessed: nested
@@ -60,7 +64,6 @@ from typing import Any
 
 import docker
 from pulumi.runtime import MockResourceArgs
-from pulumi.runtime.rpc import is_rpc_secret, unwrap_rpc_secret
 
 from tests.support import pulumi_docker_facts as facts
 from tests.support.docker_resources import (
@@ -69,6 +72,7 @@ from tests.support.docker_resources import (
     PartialCreateError,
     default_provider_host,
 )
+from tests.support.engine_secrets import annotate_secrets, mark_additional_secret_outputs, reveal
 from tests.support.program_harness import ProgramRun, ResourceOptions, run_program
 from tests.support.provider_host import ProviderHost
 
@@ -77,17 +81,6 @@ IMAGE = "docker:index/image:Image"
 CONTAINER = "docker:index/container:Container"
 DOCKER_PROVIDER = "pulumi:providers:docker"
 INIT_ERROR_KEY = "#initerror"  # step_generator.go initErrorSpecialKey
-
-
-def reveal(value: Any) -> Any:
-    """The plain value: the engine hands providers unwrapped secrets (Configure answers acceptSecrets=False)."""
-    if is_rpc_secret(value):
-        return reveal(unwrap_rpc_secret(value))
-    if isinstance(value, dict):
-        return {k: reveal(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [reveal(v) for v in value]
-    return value
 
 
 @dataclass
@@ -219,7 +212,11 @@ class LocalEngine:
     ) -> ResourceRecord:
         _refuse_unmodelled_options(args.name, options)
         old = previous.get(args.typ, args.name)
-        inputs = reveal(dict(args.inputs))
+        # Dynamic resources keep their secrets marked in the state (see _DynamicHandler); pulumi-docker's are
+        # recorded revealed (its secret handling is not modelled).
+        dynamic = args.typ.startswith(DYNAMIC_PREFIX)
+        declared = dict(args.inputs) if dynamic else reveal(dict(args.inputs))
+        inputs = dict(declared)
         for key in options.ignore_changes:  # processIgnoreChanges: the old inputs' value, or none
             if old is not None:
                 if key in old.inputs:
@@ -244,6 +241,11 @@ class LocalEngine:
         if plan.action == "create":
             return self._create(handler, new, record, "create")
         assert old is not None
+        # A replacement is checked again from the program's inputs with no olds, so `ignore_changes` carries
+        # nothing into it (step_generator.go, replace branch: "we need to recompute the default values",
+        # `prov.Check(urn, nil, goal.Properties, ...)`).
+        new.inputs = declared
+        handler.checked = False
         delete_first = (
             plan.delete_before_replace
             if options.delete_before_replace is None
@@ -384,6 +386,7 @@ class _Handler:
     """Check/diff/create/update/delete/read of one resource, as its provider does them."""
 
     resource: ResourceRecord
+    checked = False  # a provider's Check already ran on `resource.inputs` (dynamic resources)
 
     def plan(self, old: ResourceRecord) -> Plan:
         raise NotImplementedError
@@ -403,6 +406,12 @@ class _Handler:
 
 
 class _DynamicHandler(_Handler):
+    """A dynamic resource through the provider host, with the engine's secret rules for a provider that answers
+    Configure with acceptSecrets=False (tests/support/engine_secrets.py, from pkg/resource/plugin/
+    provider_plugin.go): every property is sent revealed, and the state keeps the secret bit by key, Check's
+    inputs from the declared ones, Create's and Update's outputs from the checked inputs, Read's from the previous
+    state; then the resource's `additional_secret_outputs` (pkg/resource/deploy/step_executor.go)."""
+
     def __init__(self, host: ProviderHost, resource: ResourceRecord) -> None:
         if resource.options.replace_on_changes:
             # The dynamic host's Diff answers no changed keys, so which paths changed is not known here.
@@ -416,14 +425,18 @@ class _DynamicHandler(_Handler):
 
     def _check(self, old: ResourceRecord | None) -> dict[str, Any]:
         """Check's result is what diff, create and update receive (and what the state records as inputs)."""
-        self.resource.inputs = self.host.check(
-            self.urn, old.inputs if old else {}, self.resource.inputs
-        ).inputs
+        declared = self.resource.inputs
+        checked = self.host.check(self.urn, reveal(old.inputs) if old else {}, reveal(declared)).inputs
+        self.resource.inputs = annotate_secrets(checked, declared)
         self.checked = True
         return self.resource.inputs
 
+    def _outputs(self, outputs: dict[str, Any], sent: dict[str, Any]) -> dict[str, Any]:
+        annotate_secrets(outputs, sent)
+        return mark_additional_secret_outputs(outputs, self.resource.options.additional_secret_outputs)
+
     def plan(self, old: ResourceRecord) -> Plan:
-        diff = self.host.diff(self.urn, old.id, old.outputs, self._check(old))
+        diff = self.host.diff(self.urn, old.id, reveal(old.outputs), reveal(self._check(old)))
         if diff.replaces:
             return Plan("replace", diff.delete_before_replace, tuple(diff.replaces))
         return Plan("update" if diff.changes else "same")
@@ -431,22 +444,24 @@ class _DynamicHandler(_Handler):
     def create(self) -> tuple[str, dict[str, Any]]:
         if not self.checked:
             self._check(None)
-        return self.host.create(self.urn, self.resource.inputs)
+        resource_id, outputs = self.host.create(self.urn, reveal(self.resource.inputs))
+        return resource_id, self._outputs(outputs, self.resource.inputs)
 
     def update(self, old: ResourceRecord, plan: Plan) -> dict[str, Any]:
-        return self.host.update(self.urn, old.id, old.outputs, self.resource.inputs)
+        outputs = self.host.update(self.urn, old.id, reveal(old.outputs), reveal(self.resource.inputs))
+        return self._outputs(outputs, self.resource.inputs)
 
     def delete(self, old: ResourceRecord) -> None:
-        self.host.delete(self.urn, old.id, old.outputs)
+        self.host.delete(self.urn, old.id, reveal(old.outputs))
 
     def read(self, old: ResourceRecord) -> tuple[dict[str, Any], dict[str, Any]] | None:
-        result = self.host.read(self.urn, old.id, old.outputs, old.inputs)
+        result = self.host.read(self.urn, old.id, reveal(old.outputs), reveal(old.inputs))
         if result.gone:
             return None
         current: dict[str, Any] = {"id": result.id}
         if result.inputs is not None:
-            current["inputs"] = result.inputs
-        return current, result.outputs
+            current["inputs"] = annotate_secrets(result.inputs, old.inputs)
+        return current, self._outputs(result.outputs, old.outputs)
 
 
 class _ImageHandler(_Handler):

@@ -11,6 +11,7 @@ import gc
 import hashlib
 import logging
 import os
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ class ResourceOptions:
     retain_on_delete: bool = False
     protect: bool = False
     custom_timeouts: tuple[str, str, str] = ("", "", "")  # create, update, delete
+    additional_secret_outputs: tuple[str, ...] = ()
 
     @classmethod
     def from_request(cls, request: Any, urn: str) -> ResourceOptions:
@@ -56,6 +58,7 @@ class ResourceOptions:
             retain_on_delete=bool(request.retainOnDelete),
             protect=bool(request.protect),
             custom_timeouts=(timeouts.create, timeouts.update, timeouts.delete),
+            additional_secret_outputs=tuple(request.additionalSecretOutputs),
         )
 
 
@@ -140,6 +143,12 @@ def fake_outputs(args: MockResourceArgs, options: ResourceOptions) -> tuple[str,
             next_run_time="2026-01-01T07:00:00+00:00",
             ui_url=f"http://ui/deployments/deployment/{token[:32]}",
         )
+    elif args.typ == "pulumi-python:dynamic/prefect:NotificationBlock":
+        inputs.update(
+            block_document_id=str(uuid.UUID(token[:32])), ui_url=f"http://ui/blocks/block/{token[:32]}"
+        )
+    elif args.typ == "pulumi-python:dynamic/prefect:Automation":
+        inputs.update(automation_id=token[:32], ui_url=f"http://ui/automations/automation/{token[:32]}")
     return f"{args.name}-id", inputs
 
 

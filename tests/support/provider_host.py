@@ -237,14 +237,16 @@ class ProviderHost:
     def dynamic_type(type_token: str) -> str:
         return f"pulumi-python:dynamic/{type_token}"
 
-    def configure(self, config: Mapping[str, Any], secret_keys: Iterable[str] = ()) -> None:
-        """What the engine sends at startup: the WHOLE stack config, namespaced keys, secrets marked."""
+    def configure(self, config: Mapping[str, Any], secret_keys: Iterable[str] = ()) -> bool:
+        """What the engine sends at startup: the WHOLE stack config, namespaced keys, secrets marked. Returns
+        the host's `acceptSecrets` answer (False: the engine then strips secrets, see engine_secrets.py)."""
         secrets = set(secret_keys)
         args = {k: secret(v) if k in secrets else v for k, v in config.items()}
-        self._call(
+        response = self._call(
             "Configure",
             provider_pb2.ConfigureRequest(args=to_struct(args), acceptSecrets=True, acceptResources=True),
         )
+        return bool(response.acceptSecrets)
 
     def check(
         self, urn: str, olds: Mapping[str, Any], news: Mapping[str, Any], *, allow_failures: bool = False
