@@ -36,6 +36,8 @@ from tests.support.provider_host import wire_roundtrip
 
 WORK_POOL = f"{DYNAMIC_PREFIX}prefect:WorkPool"
 DEPLOYMENT = f"{DYNAMIC_PREFIX}prefect:Deployment"
+AUTOMATION = f"{DYNAMIC_PREFIX}prefect:Automation"
+ALERT_URL = "https://alerts.example.com/hooks/token-for-tests-5d1e"
 # What the daemon-side probe of a docker pool's socket answers here (it needs a real daemon and image:
 # tests/test_end_to_end.py and tests/test_docker_endpoint.py run it for real).
 PROBED_SOCKET_GROUP = "4242"
@@ -187,6 +189,37 @@ def test_dev_stack_schedule_can_be_declared_inactive() -> None:
     run = run_program({**dev_stack_config(), "suggest-activity:scheduleActive": "false"})
     (schedule,) = run.one(DEPLOYMENT).inputs["schedules"]
     assert schedule["active"] is False
+
+
+def alerting_stack(**config: str) -> ProgramRun:
+    return run_program(
+        {**dev_stack_config(), "alerts:webhookUrl": ALERT_URL, **config}, ["alerts:webhookUrl"]
+    )
+
+
+def test_alerts_watch_this_deployments_failed_and_late_runs_one_alert_each() -> None:
+    """The trigger spelled out here, not taken from infra.alerts: tests/test_alerts.py proves for real that
+    such a trigger alerts (and stays quiet for another deployment's runs)."""
+    run = alerting_stack()
+    automation = run.one(AUTOMATION)
+    deployment = run.one(DEPLOYMENT)
+    trigger = automation.inputs["trigger"]
+    assert trigger["match"] == {"prefect.resource.id": "prefect.flow-run.*"}
+    # Runs related to THIS deployment, by the id its server gave it: not every deployment's runs.
+    assert trigger["match_related"] == {
+        "prefect.resource.role": "deployment",
+        "prefect.resource.id": f"prefect.deployment.{deployment.outputs['deployment_id']}",
+    }
+    states = ("Failed", "Crashed", "TimedOut", "Late")
+    assert sorted(trigger["expect"]) == sorted(f"prefect.flow-run.{state}" for state in states)
+    assert trigger["for_each"] == ["prefect.resource.id"]  # each run is its own alert
+    assert (trigger["posture"], trigger["threshold"], trigger["within"]) == ("Reactive", 1, 0)
+    assert automation.inputs["enabled"] is True
+    assert deployment.options.urn in automation.options.dependencies
+
+
+def test_alerts_can_be_declared_disabled() -> None:
+    assert alerting_stack(**{"alerts:enabled": "false"}).one(AUTOMATION).inputs["enabled"] is False
 
 
 # Outputs only a provider knows after `up` (a link with the server's id, the next run the server planned).
