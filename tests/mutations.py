@@ -12,7 +12,7 @@ the named test among the failures, and puts the snippet back.
 It exits 1 when a mutation is caught by no test, or not by the one named here, and 2 before running anything
 when a snippet no longer occurs exactly once in its file (the program was edited: update the snippet).
 
-Measured 2026-11-28 (`uv run python tests/mutations.py`, about 7 min on a shared 2-core machine): 23 of 23
+Measured 2026-11-28 (`uv run python tests/mutations.py`, about 7 min on a shared 2-core machine): 27 of 27
 caught, each by the test named below (+ other tests that failed too):
 
     mutation                          caught by (tests/test_program.py)
@@ -41,13 +41,20 @@ caught, each by the test named below (+ other tests that failed too):
     push-without-credentials          test_cloud_stack_pushes_with_registry_credentials
                                       + test_credentials_appear_only_inside_secrets (both stacks)
     image-on-default-daemon           test_image_and_workers_use_one_docker_provider_for_the_configured_daemon
+    alerts-any-deployment             test_alerts_watch_this_deployments_failed_and_late_runs_one_alert_each
+    alerts-late-runs                  test_alerts_watch_this_deployments_failed_and_late_runs_one_alert_each
+    alerts-one-per-run                test_alerts_watch_this_deployments_failed_and_late_runs_one_alert_each
+    alerts-enabled-ignored            test_alerts_can_be_declared_disabled
     run-containers-no-new-privileges  test_cloud_deployment_points_docker_runs_at_the_pushed_image
                                       + test_dev_docker_pool_runs_use_the_unpushed_image_and_reach_the_local_server
 
 The same script over the fast tests of main before issue 15's audit (d54a0e6) caught 16 of 23: no fast test
 at all failed for worker-security-opts, pool-template, schedule-active-ignored, pull-when-unpushed,
-deployment-after-image, deployment-after-pool or enforce-parameter-schema. Over this branch merged with main
-as of 8e781f1 (where the workers' memory comes from a daemon check): 23 of 23 caught, by the same tests.
+deployment-after-image, deployment-after-pool or enforce-parameter-schema. The alerts (merged from main at
+c0b8a44) had fast tests in tests/test_alerts.py, which expect the trigger from infra.alerts' own
+failure_trigger(): with those (`-m "not docker"`) and test_program.py before its alerts tests, no fast test
+failed for any of the four alerts mutations.
+The smoke run was not in main yet: its wiring (the run's depends_on on the workers) is still to add here.
 """
 
 from __future__ import annotations
@@ -228,6 +235,34 @@ MUTATIONS = (
         "opts=pulumi.ResourceOptions(provider=provider),",
         "",
         PROGRAM_TESTS + "test_image_and_workers_use_one_docker_provider_for_the_configured_daemon",
+    ),
+    Mutation(
+        "alerts-any-deployment",
+        "infra/alerts.py",
+        '"prefect.resource.id": f"prefect.deployment.{deployment_id}",',
+        '"prefect.resource.id": "prefect.deployment.*",',
+        PROGRAM_TESTS + "test_alerts_watch_this_deployments_failed_and_late_runs_one_alert_each",
+    ),
+    Mutation(
+        "alerts-late-runs",
+        "infra/alerts.py",
+        'ALERT_STATES = ("Failed", "Crashed", "TimedOut", "Late")',
+        'ALERT_STATES = ("Failed", "Crashed", "TimedOut")',
+        PROGRAM_TESTS + "test_alerts_watch_this_deployments_failed_and_late_runs_one_alert_each",
+    ),
+    Mutation(
+        "alerts-one-per-run",
+        "infra/alerts.py",
+        '"for_each": ["prefect.resource.id"],',
+        "",
+        PROGRAM_TESTS + "test_alerts_watch_this_deployments_failed_and_late_runs_one_alert_each",
+    ),
+    Mutation(
+        "alerts-enabled-ignored",
+        "infra/alerts.py",
+        "enabled=settings.enabled,",
+        "enabled=True,",
+        PROGRAM_TESTS + "test_alerts_can_be_declared_disabled",
     ),
     Mutation(
         "run-containers-no-new-privileges",
