@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import docker
@@ -80,6 +80,19 @@ def api(prefect_server: PrefectServer) -> Iterator[httpx.Client]:
     """Direct REST access, bypassing the proxy: out-of-band edits and ground truth."""
     with httpx.Client(base_url=prefect_server.api_url, timeout=10, transport=PatientTransport()) as client:
         yield client
+
+
+@pytest.fixture
+def cleanup(api: httpx.Client) -> Iterator[Callable[[str], None]]:
+    """`cleanup("/deployments/<id>")`: DELETE that path on the session's server after the test, whatever its
+    outcome (gone already is fine). A deployment left behind keeps the server's scheduler writing to its SQLite
+    database for the rest of the session, which then answers other tests' requests 503 more often."""
+    paths: list[str] = []
+    yield paths.append
+    for path in reversed(paths):
+        response = api.delete(path)
+        if response.status_code not in (204, 404):
+            response.raise_for_status()
 
 
 # --- the stack's surroundings, for the tests that apply the program for real -----------------------------

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -20,8 +20,9 @@ from pulumi.runtime import rpc
 from infra.prefect import Deployment, DeploymentProvider
 from infra.prefect_snapshots import worker_base_job_template
 from tests.support.fault_proxy import FaultProxy
-from tests.support.prefect_server import PrefectServer
+from tests.support.prefect_server import PatientTransport, PrefectServer
 from tests.support.provider_host import BoundResource, ProviderCallError, ProviderHost
+from tests.support.quiet_schedules import daily_cron, hours_ahead, weekly_cron
 
 SCHEMA = {
     "title": "Parameters",
@@ -34,7 +35,7 @@ SCHEMA = {
 }
 
 
-# `proxy`, `host` and `api` are tests/conftest.py's.
+# `proxy`, `host`, `api` and `cleanup` are tests/conftest.py's.
 
 
 @pytest.fixture(scope="module")
@@ -43,15 +44,32 @@ def deployments(host: ProviderHost) -> BoundResource:
 
 
 @pytest.fixture(scope="module")
-def pool(prefect_server: PrefectServer) -> str:
+def pool(prefect_server: PrefectServer) -> Iterator[str]:
+    """The module's pool; at the end it is deleted with any deployment still in it (a test that failed
+    halfway), which the scheduler would otherwise keep planning runs for."""
     name = f"deployments-{uuid.uuid4().hex[:6]}"
     body = {"name": name, "type": "process", "base_job_template": worker_base_job_template("process")}
-    httpx.post(f"{prefect_server.api_url}/work_pools/", json=body).raise_for_status()
-    return name
+    with httpx.Client(base_url=prefect_server.api_url, timeout=10, transport=PatientTransport()) as api:
+        api.post("/work_pools/", json=body).raise_for_status()
+        yield name
+        left = api.post("/deployments/filter", json={"work_pools": {"name": {"any_": [name]}}})
+        for deployment in left.raise_for_status().json():
+            api.delete(f"/deployments/{deployment['id']}")
+        api.delete(f"/work_pools/{name}")
 
 
 def unique(prefix: str = "dep") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def quiet_schedules(now: datetime | None = None) -> list[dict[str, Any]]:
+    """A daily schedule in Athens and a weekly one in UTC, both hours away from `now` (tests/support/
+    quiet_schedules.py): the weekly one fires first, though it is listed second."""
+    morning, weekly = hours_ahead("Europe/Athens", 11, now), hours_ahead("UTC", 5, now)
+    return [
+        {"slug": "morning", "cron": daily_cron(morning), "timezone": "Europe/Athens"},
+        {"slug": "weekly", "cron": weekly_cron(weekly), "parameters": {"count": 3}},
+    ]
 
 
 def program_inputs(pool: str, **override: Any) -> dict[str, Any]:
@@ -71,10 +89,7 @@ def program_inputs(pool: str, **override: Any) -> dict[str, Any]:
         "description": "made by Pulumi",
         "version": "1",
         "concurrency_limit": 3,
-        "schedules": [
-            {"slug": "morning", "cron": "0 9 * * *", "timezone": "Europe/Athens"},
-            {"slug": "weekly", "cron": "0 18 * * 5", "parameters": {"count": 3}},
-        ],
+        "schedules": quiet_schedules(),
     }
     inputs.update(override)
     return {k: v for k, v in inputs.items() if v is not None}
@@ -86,25 +101,16 @@ class Created:
 
 
 @pytest.fixture
-def created(deployments: BoundResource, pool: str) -> Created:
+def created(deployments: BoundResource, pool: str, cleanup: Callable[[str], None]) -> Iterator[Created]:
+    """A deployment declared like the program declares one; deleted after the test."""
     inputs = deployments.checked(program_inputs(pool))
     id_, outputs = deployments.create(inputs)
-    return Created(id_, inputs, outputs)
+    cleanup(f"/deployments/{id_}")
+    yield Created(id_, inputs, outputs)
 
 
 def by_slug(schedules: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {s["slug"]: s for s in schedules}
-
-
-def next_local(hour: int, tz: str, now: datetime, weekday: int | None = None) -> datetime:
-    """The next hour:00 in `tz` after `now` (on `weekday`, Monday=0, if given)."""
-    local = now.astimezone(ZoneInfo(tz))
-    for days in range(8):
-        day = (local + timedelta(days=days)).date()
-        candidate = datetime(day.year, day.month, day.day, hour, tzinfo=ZoneInfo(tz))
-        if candidate > local and (weekday is None or candidate.weekday() == weekday):
-            return candidate.astimezone(UTC)
-    raise AssertionError("unreachable")
 
 
 def iso(value: datetime) -> str:
@@ -188,13 +194,18 @@ def test_parameters_are_not_validated_when_enforcement_is_off(deployments: Bound
 
 
 def test_create_posts_once_and_outputs_reflect_the_server(
-    deployments: BoundResource, pool: str, proxy: FaultProxy, api: httpx.Client
+    deployments: BoundResource,
+    pool: str,
+    proxy: FaultProxy,
+    api: httpx.Client,
+    cleanup: Callable[[str], None],
 ) -> None:
-    inputs = deployments.checked(program_inputs(pool))
+    now = datetime.now(UTC)
+    inputs = deployments.checked(program_inputs(pool, schedules=quiet_schedules(now)))
     proxy.clear_requests()
-    before = datetime.now(UTC)
     id_, outputs = deployments.create(inputs)
-    writes = [(w.method, w.path) for w in proxy.writes()]
+    cleanup(f"/deployments/{id_}")
+    writes = [(w.method, w.path) for w in proxy.applied_writes()]
     assert writes == [
         ("POST", "/api/flows/"),  # get-or-create the flow
         ("POST", "/api/deployments/"),  # the deployment with its schedules, once
@@ -211,9 +222,8 @@ def test_create_posts_once_and_outputs_reflect_the_server(
     assert outputs["schedule_ids"] == {s["slug"]: s["id"] for s in server["schedules"]}
     assert outputs["ui_url"] == f"{proxy.base_url}/deployments/deployment/{id_}"
     assert outputs["work_queue_name"] == "default"
-    # The earlier of daily 09:00 Athens and Friday 18:00 UTC (computed before the scheduler has run).
-    morning, weekly = next_local(9, "Europe/Athens", before), next_local(18, "UTC", before, weekday=4)
-    assert outputs["next_run_time"] == iso(min(morning, weekly))
+    # The earlier of its two schedules' next firings, both hours away: the second one's.
+    assert outputs["next_run_time"] == iso(hours_ahead("UTC", 5, now))
     assert {k: outputs[k] for k in inputs if k != "adopt_existing"} == {
         k: v for k, v in inputs.items() if k != "adopt_existing"
     }
@@ -248,7 +258,7 @@ def test_adopt_existing_patches_and_reconciles_instead_of_posting(
     id_, outputs = deployments.create(news)
     assert id_ == created.id
     weekly_id = created.outputs["schedule_ids"]["weekly"]
-    assert [(w.method, w.path) for w in proxy.writes()] == [
+    assert [(w.method, w.path) for w in proxy.applied_writes()] == [
         ("POST", "/api/flows/"),
         ("PATCH", f"/api/deployments/{id_}"),
         ("DELETE", f"/api/deployments/{id_}/schedules/{weekly_id}"),
@@ -322,7 +332,7 @@ def test_schedule_edits_keep_ids_and_send_only_the_needed_calls(
     )
     proxy.clear_requests()
     outputs = deployments.update(created.id, created.outputs, news)
-    writes = [(w.method, w.path) for w in proxy.writes()]
+    writes = [(w.method, w.path) for w in proxy.applied_writes()]
     base = f"/api/deployments/{created.id}"
     assert writes == [
         ("DELETE", f"{base}/schedules/{ids['weekly']}"),
@@ -344,7 +354,7 @@ def test_schedule_edits_keep_ids_and_send_only_the_needed_calls(
     proxy.clear_requests()
     again = deployments.checked({**news, "description": "new words"})
     outputs = deployments.update(created.id, outputs, again)
-    assert [(w.method, w.path, w.body) for w in proxy.writes()] == [
+    assert [(w.method, w.path, w.body) for w in proxy.applied_writes()] == [
         ("PATCH", base, {"description": "new words"}),
         ("POST", f"{base}/schedule", {}),
     ]
@@ -366,7 +376,7 @@ def test_update_of_several_fields_patches_those_fields(
     )
     proxy.clear_requests()
     outputs = deployments.update(created.id, created.outputs, news)
-    (patch,) = proxy.writes()  # paused: no runs to schedule
+    (patch,) = proxy.applied_writes()  # paused: no runs to schedule
     # A new queue is placed in the deployment's pool, which the body must therefore name.
     assert set(patch.body) == {
         "parameters",
@@ -399,11 +409,12 @@ def test_a_one_field_update_sends_that_field_and_reads_only_the_result(
     assert deployments.diff(created.id, created.outputs, news).changes is True
     outputs = deployments.update(created.id, created.outputs, news)
     base = f"/api/deployments/{created.id}"
-    assert [(r.method, r.path, r.body) for r in proxy.requests] == [
+    requests = proxy.applied_requests()
+    assert [(r.method, r.path, r.body) for r in requests] == [
         ("PATCH", base, {"description": "one field"}),
         ("POST", f"{base}/schedule", {}),  # the runs the PATCH deleted, back at once
         ("GET", base, None),  # the result, as outputs
-        ("POST", "/api/flow_runs/filter", proxy.requests[-1].body),  # the next run, as an output
+        ("POST", "/api/flow_runs/filter", requests[-1].body),  # the next run, as an output
     ]
     assert outputs["description"] == "one field"
     assert outputs["schedule_ids"] == created.outputs["schedule_ids"]
@@ -416,7 +427,7 @@ def test_changed_job_variables_are_sent_with_the_pool_so_the_server_validates_th
     news = deployments.checked({**created.inputs, "job_variables": {"env": {"MODE": "changed"}}})
     deployments.update(created.id, created.outputs, news)
     pool = created.inputs["work_pool_name"]
-    (patch,) = [r for r in proxy.requests if r.method == "PATCH"]
+    (patch,) = [r for r in proxy.applied_requests() if r.method == "PATCH"]
     assert patch.body == {"work_pool_name": pool, "job_variables": {"env": {"MODE": "changed"}}}
     assert ("GET", f"/api/work_pools/{pool}") in [(r.method, r.path) for r in proxy.requests]
     server = api.get(f"/deployments/{created.id}").json()

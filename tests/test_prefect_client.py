@@ -7,6 +7,7 @@ are checked against a REAL Prefect server, since what they must explain is what 
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
@@ -207,7 +208,10 @@ def test_union_validation_errors_are_reduced_to_the_one_that_explains(client: Pr
     assert "interval" not in message  # the IntervalSchedule branch of the union is noise
 
 
-def test_not_found_trailing_slash_and_delete_semantics(client: PrefectClient) -> None:
+def test_not_found_trailing_slash_and_delete_semantics(
+    client: PrefectClient, cleanup: Callable[[str], None]
+) -> None:
+    cleanup("/work_pools/client-test-pool")
     assert client.get_or_none("/work_pools/client-test-missing") is None
     client.post("/work_pools/", {"name": "client-test-pool", "type": "process"}, idempotent=False)
     with pytest.raises(PrefectApiError, match="trailing slash"):
@@ -216,13 +220,13 @@ def test_not_found_trailing_slash_and_delete_semantics(client: PrefectClient) ->
     assert client.delete("/work_pools/client-test-pool") is False  # 404 is success
 
 
-def test_conflict_carries_the_servers_detail(client: PrefectClient) -> None:
+def test_conflict_carries_the_servers_detail(client: PrefectClient, cleanup: Callable[[str], None]) -> None:
+    cleanup("/work_pools/client-test-dup")
     client.post("/work_pools/", {"name": "client-test-dup", "type": "process"}, idempotent=False)
     with pytest.raises(PrefectApiError) as error:
         client.post("/work_pools/", {"name": "client-test-dup", "type": "process"}, idempotent=False)
     assert error.value.status_code == 409
     assert "A work pool with this name already exists." in str(error.value)
-    client.delete("/work_pools/client-test-dup")
 
 
 # --- validation helpers ---------------------------------------------------------------------------

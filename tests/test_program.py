@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 from prefect.utilities.callables import parameter_schema
+from prefect.workers.process import ProcessWorker
+from pulumi.runtime import MockResourceArgs
 from pulumi.runtime.rpc import is_rpc_secret, unwrap_rpc_secret
 
 import infra.docker_endpoint
@@ -21,15 +23,22 @@ from flows.suggest_activity import suggest_activity
 from infra.config import StackConfigError
 from infra.image import content_tag
 from tests.support import pulumi_docker_facts as facts
-from tests.support.program_harness import REPO_ROOT, ProgramRun, dev_stack_config, run_program
+from tests.support.local_engine import CONTAINER, DOCKER_PROVIDER, DYNAMIC_PREFIX, IMAGE, reveal
+from tests.support.program_harness import (
+    REPO_ROOT,
+    ProgramRun,
+    ResourceOptions,
+    dev_stack_config,
+    fake_outputs,
+    run_program,
+)
 from tests.support.provider_host import wire_roundtrip
 
-IMAGE = "docker:index/image:Image"
-CONTAINER = "docker:index/container:Container"
-WORK_POOL = "pulumi-python:dynamic/prefect:WorkPool"
-DEPLOYMENT = "pulumi-python:dynamic/prefect:Deployment"
-FLOW_RUN_CHECK = "pulumi-python:dynamic/prefect:FlowRunCheck"
-DOCKER_PROVIDER = "pulumi:providers:docker"
+WORK_POOL = f"{DYNAMIC_PREFIX}prefect:WorkPool"
+DEPLOYMENT = f"{DYNAMIC_PREFIX}prefect:Deployment"
+FLOW_RUN_CHECK = f"{DYNAMIC_PREFIX}prefect:FlowRunCheck"
+AUTOMATION = f"{DYNAMIC_PREFIX}prefect:Automation"
+ALERT_URL = "https://alerts.example.com/hooks/token-for-tests-5d1e"
 # What the daemon-side probe of a docker pool's socket answers here (it needs a real daemon and image:
 # tests/test_end_to_end.py and tests/test_docker_endpoint.py run it for real).
 PROBED_SOCKET_GROUP = "4242"
@@ -78,17 +87,6 @@ def cloud() -> ProgramRun:
     return run_program(cloud_stack_config(), CLOUD_SECRETS, stack="prod")
 
 
-def plain(value: Any) -> Any:
-    """A value with its secret wrappers removed (for asserting on content, not on secrecy)."""
-    if is_rpc_secret(value):
-        return plain(unwrap_rpc_secret(value))
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [plain(v) for v in value]
-    return value
-
-
 def test_dev_stack_declares_image_pool_worker_deployment_and_smoke_run(dev: ProgramRun) -> None:
     # Registration order follows dependencies, not source order: compare as a set of types.
     assert sorted(r.typ for r in dev.registrations) == sorted(
@@ -108,6 +106,10 @@ def test_dev_stack_declares_image_pool_worker_deployment_and_smoke_run(dev: Prog
 
     pool = dev.one(WORK_POOL).inputs
     assert (pool["name"], pool["type"]) == ("suggest-activity", "process")
+    # The template of the worker the image runs (Prefect's own class), so that job variables are validated.
+    assert (
+        pool["base_job_template"] == wire_roundtrip({"t": ProcessWorker.get_default_base_job_template()})["t"]
+    )
 
 
 def test_dev_worker_runs_from_the_image_digest_and_reaches_the_local_server(dev: ProgramRun) -> None:
@@ -134,6 +136,7 @@ def test_dev_worker_runs_from_the_image_digest_and_reaches_the_local_server(dev:
     assert {"label": "pulumi.stack", "value": "dev"} in worker["labels"]
     assert "volumes" not in worker  # a process pool gets no Docker socket
     assert worker["capabilities"] == {"drops": ["ALL"]}
+    assert worker["securityOpts"] == ["no-new-privileges:true"]
 
 
 def test_dev_deployment_runs_daily_at_0900_with_the_flows_own_schema(dev: ProgramRun) -> None:
@@ -159,16 +162,95 @@ def test_dev_deployment_runs_daily_at_0900_with_the_flows_own_schema(dev: Progra
     schema = parameter_schema(suggest_activity).model_dump(exclude_unset=True)
     assert deployment["parameter_openapi_schema"] == wire_roundtrip({"s": schema})["s"]
     assert deployment["job_variables"] == {}
+    assert deployment["enforce_parameter_schema"] is True  # a run with bad parameters is refused, not started
 
 
-def test_dev_stack_exports_what_a_user_needs(dev: ProgramRun) -> None:
-    assert dev.exports["prefect_ui_url"] == "http://127.0.0.1:4200"
-    assert dev.exports["work_pool_name"] == "suggest-activity"
-    assert dev.exports["work_pool_url"] == dev.one(WORK_POOL).outputs["ui_url"]
-    assert dev.exports["image_ref"] == dev.one(IMAGE).inputs["imageName"]
-    assert dev.exports["worker_container_names"] == ["suggest-activity-worker-dev-0"]
-    assert dev.exports["deployment_url"] == dev.one(DEPLOYMENT).outputs["ui_url"]
-    assert dev.exports["next_run_time"] == dev.one(DEPLOYMENT).outputs["next_run_time"]
+def test_deployment_is_declared_after_the_image_and_the_pool(dev: ProgramRun) -> None:
+    dependencies = dev.one(DEPLOYMENT).options.dependencies
+    # Its version names an image tag: it must not announce an image that is not built (and pushed) yet.
+    assert dev.one(IMAGE).options.urn in dependencies
+    assert dev.one(WORK_POOL).options.urn in dependencies  # the pool it names is Pulumi's, made first
+
+
+def test_dev_docker_pool_runs_use_the_unpushed_image_and_reach_the_local_server() -> None:
+    run = run_program({**dev_stack_config(), "suggest-activity:poolType": "docker"})
+    assert run.one(IMAGE).inputs["skipPush"] is True
+    variables = run.one(DEPLOYMENT).inputs["job_variables"]
+    assert variables["image"] == run.one(IMAGE).inputs["imageName"]
+    # The image exists only in the local daemon: a pull would fail (no registry has it).
+    assert variables["image_pull_policy"] == "Never"
+    assert variables["container_create_kwargs"] == {
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges:true"],
+        "extra_hosts": {"host.docker.internal": "host-gateway"},  # the local server, like the worker
+    }
+
+
+def test_dev_stack_schedule_can_be_declared_inactive() -> None:
+    run = run_program({**dev_stack_config(), "suggest-activity:scheduleActive": "false"})
+    (schedule,) = run.one(DEPLOYMENT).inputs["schedules"]
+    assert schedule["active"] is False
+
+
+def alerting_stack(**config: str) -> ProgramRun:
+    return run_program(
+        {**dev_stack_config(), "alerts:webhookUrl": ALERT_URL, **config}, ["alerts:webhookUrl"]
+    )
+
+
+def test_alerts_watch_this_deployments_failed_and_late_runs_one_alert_each() -> None:
+    """The trigger spelled out here, not taken from infra.alerts: tests/test_alerts.py proves for real that
+    such a trigger alerts (and stays quiet for another deployment's runs)."""
+    run = alerting_stack()
+    automation = run.one(AUTOMATION)
+    deployment = run.one(DEPLOYMENT)
+    trigger = automation.inputs["trigger"]
+    assert trigger["match"] == {"prefect.resource.id": "prefect.flow-run.*"}
+    # Runs related to THIS deployment, by the id its server gave it: not every deployment's runs.
+    assert trigger["match_related"] == {
+        "prefect.resource.role": "deployment",
+        "prefect.resource.id": f"prefect.deployment.{deployment.outputs['deployment_id']}",
+    }
+    states = ("Failed", "Crashed", "TimedOut", "Late")
+    assert sorted(trigger["expect"]) == sorted(f"prefect.flow-run.{state}" for state in states)
+    assert trigger["for_each"] == ["prefect.resource.id"]  # each run is its own alert
+    assert (trigger["posture"], trigger["threshold"], trigger["within"]) == ("Reactive", 1, 0)
+    assert automation.inputs["enabled"] is True
+    assert deployment.options.urn in automation.options.dependencies
+
+
+def test_alerts_can_be_declared_disabled() -> None:
+    assert alerting_stack(**{"alerts:enabled": "false"}).one(AUTOMATION).inputs["enabled"] is False
+
+
+# Outputs only a provider knows after `up` (a link with the server's id, the next run the server planned).
+PROVIDER_ONLY_OUTPUTS = {WORK_POOL: ("ui_url",), DEPLOYMENT: ("ui_url", "next_run_time")}
+
+
+def marked_outputs(args: MockResourceArgs, options: ResourceOptions) -> tuple[str, dict[str, Any]]:
+    """The harness's fake outputs, with each provider-only output replaced by a mark that names the resource
+    and the output it came from: no value the program could compute itself."""
+    resource_id, outputs = fake_outputs(args, options)
+    for key in PROVIDER_ONLY_OUTPUTS.get(args.typ, ()):
+        outputs[key] = f"<{args.name}.{key}>"
+    return resource_id, outputs
+
+
+def test_dev_stack_exports_the_links_and_run_time_its_resources_report() -> None:
+    """Which value each export is. The links and the next run time are the resources' outputs, whatever the
+    providers put there: that the providers' values are the right ones is shown against a real server
+    (test_work_pool_provider.py, test_deployment_provider.py) and in a browser (test_ui_browser.py)."""
+    exports = run_program(dev_stack_config(), apply=marked_outputs).exports
+    expected = {
+        "prefect_ui_url": "http://127.0.0.1:4200",  # the UI of prefect:apiUrl, computed by the program
+        "work_pool_name": "suggest-activity",
+        "work_pool_url": "<work-pool.ui_url>",
+        "image_ref": f"suggest-activity:{content_tag(REPO_ROOT, 'python:3.12-slim')}",
+        "worker_container_names": ["suggest-activity-worker-dev-0"],
+        "deployment_url": "<deployment.ui_url>",
+        "next_run_time": "<deployment.next_run_time>",
+    }
+    assert {key: exports.get(key) for key in expected} == expected
 
 
 def test_worker_is_replaced_and_waited_for_on_any_change(dev: ProgramRun) -> None:
@@ -273,7 +355,7 @@ def test_the_smoke_run_may_take_the_flows_timeout_plus_a_workers_pickup(dev: Pro
 
     from flows.suggest_activity import FLOW_TIMEOUT_SECONDS
 
-    envs = dict(env.split("=", 1) for env in plain(dev.one(CONTAINER).inputs["envs"]))
+    envs = dict(env.split("=", 1) for env in reveal(dev.one(CONTAINER).inputs["envs"]))
     poll = int(envs["PREFECT_WORKER_QUERY_SECONDS"])
     prefetch = WorkerSettings.model_fields["prefetch_seconds"].default
     assert dev.one(FLOW_RUN_CHECK).inputs["timeout_seconds"] == FLOW_TIMEOUT_SECONDS + poll + prefetch
@@ -296,7 +378,7 @@ def test_cloud_stack_pushes_with_registry_credentials(cloud: ProgramRun) -> None
     image = cloud.one(IMAGE).inputs
     assert image["skipPush"] is False
     assert image["imageName"].startswith("registry.example.com/acme/suggest-activity:sha-")
-    registry = plain(image["registry"])
+    registry = reveal(image["registry"])
     assert registry == {
         "server": "registry.example.com",
         "username": "deployer",
@@ -311,7 +393,7 @@ def test_cloud_stack_runs_two_docker_workers_with_the_api_key(cloud: ProgramRun)
         "suggest-activity-worker-prod-1",
     ]
     for worker in workers:
-        envs = plain(worker.inputs["envs"])
+        envs = reveal(worker.inputs["envs"])
         assert f"PREFECT_API_URL={CLOUD_URL}" in envs
         assert f"PREFECT_API_KEY={API_KEY}" in envs
         assert "hosts" not in worker.inputs  # Cloud is not on the Docker host
@@ -462,14 +544,14 @@ def test_prefect_environment_variables_fill_what_the_stack_leaves_out(
     config = {k: v for k, v in cloud_stack_config().items() if not k.startswith("prefect:")}
     run = run_program(config, ["image:password"], stack="prod")
     for worker in run.of_type(CONTAINER):
-        assert f"PREFECT_API_URL={CLOUD_URL}" in plain(worker.inputs["envs"])
+        assert f"PREFECT_API_URL={CLOUD_URL}" in reveal(worker.inputs["envs"])
         # Kept secret though it came from the environment.
         assert all(secret for _, leaf, secret in _walk(worker.inputs) if API_KEY in str(leaf))
-        assert f"PREFECT_API_KEY={API_KEY}" in plain(worker.inputs["envs"])
+        assert f"PREFECT_API_KEY={API_KEY}" in reveal(worker.inputs["envs"])
 
 
 def test_environment_credentials_do_not_follow_a_different_server(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PREFECT_API_URL", CLOUD_URL)
     monkeypatch.setenv("PREFECT_API_KEY", API_KEY)
     run = run_program(dev_stack_config())  # the dev stack names its own, local server
-    assert not any("PREFECT_API_KEY" in str(plain(e)) for e in run.one(CONTAINER).inputs["envs"])
+    assert not any("PREFECT_API_KEY" in str(reveal(e)) for e in run.one(CONTAINER).inputs["envs"])

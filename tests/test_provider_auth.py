@@ -16,11 +16,15 @@ from typing import Any
 
 import httpx
 import pytest
+from pulumi.dynamic import ConfigureRequest
+from pulumi.dynamic.config import Config
 
-from infra.prefect import DeploymentProvider, WorkPoolProvider
+from infra.prefect import WorkPoolProvider
 from tests.support.auth_server import basic_auth_server
 from tests.support.fault_proxy import FaultProxy
-from tests.support.prefect_server import PrefectServer
+from tests.support.local_engine import DYNAMIC_PREFIX, reveal
+from tests.support.prefect_server import PrefectServer, ReservedPort
+from tests.support.program_harness import PROJECT, dev_stack_config, run_program
 from tests.support.provider_host import (
     BoundResource,
     ProviderCallError,
@@ -55,6 +59,16 @@ def unique() -> str:
     return f"auth-{uuid.uuid4().hex[:8]}"
 
 
+@pytest.fixture
+def logged_in(auth_server: PrefectServer) -> Iterator[httpx.Client]:
+    """Direct access to the auth server with its login: what exists there."""
+    user, password = AUTH.split(":", 1)
+    with httpx.Client(
+        base_url=auth_server.api_url, auth=httpx.BasicAuth(user, password), timeout=10
+    ) as client:
+        yield client
+
+
 def test_auth_string_from_stack_config_works_and_stays_out_of_state(auth_server: PrefectServer) -> None:
     config = {"prefect:apiUrl": auth_server.api_url, "prefect:authString": AUTH}
     with work_pools(config, secret_keys=("prefect:authString",)) as pools:
@@ -65,8 +79,26 @@ def test_auth_string_from_stack_config_works_and_stays_out_of_state(auth_server:
         assert pools.read(id_, outputs).gone
     state = json.dumps([inputs, outputs])
     assert "s3cret" not in state
-    for provider in (WorkPoolProvider(), DeploymentProvider()):
-        assert b"s3cret" not in base64.b64decode(provider_property(provider))
+
+
+def test_the_provider_the_program_pickles_into_state_holds_no_credential(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`__provider` is the program's pickle of the provider object (pulumi/dynamic/dynamic.py `Resource.__init__`
+    → `serialize_provider`), stored in state as it is. Made where a user runs `pulumi up`, with the login in
+    the stack config and in the environment, it must carry neither: credentials reach a provider only in the
+    engine's host, through `configure()`."""
+    monkeypatch.setenv("PREFECT_API_AUTH_STRING", AUTH)
+    monkeypatch.setenv("PREFECT_API_KEY", "pnu_s3cret-key-in-the-environment")
+    run = run_program({**dev_stack_config(), "prefect:authString": AUTH}, ["prefect:authString"])
+    for resource in ("prefect:WorkPool", "prefect:Deployment"):
+        pickled = base64.b64decode(reveal(run.one(DYNAMIC_PREFIX + resource).inputs["__provider"]))
+        assert b"WorkPoolProvider" in pickled or b"DeploymentProvider" in pickled  # the provider, read whole
+        assert b"s3cret" not in pickled, resource
+    # What the check would see if a provider held the login: one configured as the engine's host does it.
+    configured = WorkPoolProvider()
+    configured.configure(ConfigureRequest(Config({"prefect:authString": AUTH}, PROJECT)))
+    assert b"s3cret" in base64.b64decode(provider_property(configured))
 
 
 @pytest.mark.parametrize(
@@ -91,16 +123,26 @@ def test_missing_or_wrong_credentials_fail_with_a_clear_401(
     assert "Gave up" not in message  # a 401 is not retried
 
 
-def test_environment_is_the_fallback_and_stack_config_wins(auth_server: PrefectServer) -> None:
+def create_and_delete_a_pool(pools: BoundResource, logged_in: httpx.Client) -> None:
+    """The pool reaches the auth server (so the login was taken), and is gone from it after the delete."""
+    name = unique()
+    id_, outputs = pools.create(pools.checked({"name": name}))
+    assert logged_in.get(f"/work_pools/{name}").raise_for_status().json()["id"] == id_
+    pools.delete(id_, outputs)
+    assert logged_in.get(f"/work_pools/{name}").status_code == 404
+
+
+def test_environment_is_the_fallback_and_stack_config_wins(
+    auth_server: PrefectServer, logged_in: httpx.Client
+) -> None:
     env = {"PREFECT_API_URL": auth_server.api_url, "PREFECT_API_AUTH_STRING": AUTH}
     with work_pools({}, env=env) as pools:
-        id_, outputs = pools.create(pools.checked({"name": unique()}))
-        pools.delete(id_, outputs)
-    wrong_env = {"PREFECT_API_URL": "http://127.0.0.1:9/api", "PREFECT_API_AUTH_STRING": "x:y"}
+        create_and_delete_a_pool(pools, logged_in)
     config = {"prefect:apiUrl": auth_server.api_url, "prefect:authString": AUTH}
-    with work_pools(config, secret_keys=("prefect:authString",), env=wrong_env) as pools:
-        id_, outputs = pools.create(pools.checked({"name": unique()}))
-        pools.delete(id_, outputs)
+    with ReservedPort() as dead:  # refuses connections: a provider that used the environment would fail
+        wrong_env = {"PREFECT_API_URL": f"http://127.0.0.1:{dead.port}/api", "PREFECT_API_AUTH_STRING": "x:y"}
+        with work_pools(config, secret_keys=("prefect:authString",), env=wrong_env) as pools:
+            create_and_delete_a_pool(pools, logged_in)
 
 
 def test_without_any_url_the_error_says_how_to_set_one() -> None:
@@ -128,7 +170,7 @@ def test_cloud_requests_use_the_workspace_path_and_a_bearer_key(prefect_server: 
             assert "No default base job template for work pool type 'process'" in error.value.message
             with pytest.raises(ProviderCallError):  # the OSS server behind the proxy has no such route
                 pools.create(pools.checked({"name": "cloud-pool", "base_job_template": TEMPLATE}))
-        metadata, create = proxy.requests
+        metadata, create = proxy.applied_requests()
     assert (metadata.method, metadata.path) == ("GET", f"{workspace}/collections/work_pool_types")
     assert (create.method, create.path) == ("POST", f"{workspace}/work_pools/")
     assert metadata.headers["Authorization"] == create.headers["Authorization"] == "Bearer pnu_test_key"

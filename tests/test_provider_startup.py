@@ -14,7 +14,7 @@ import re
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -22,12 +22,13 @@ import pytest
 from infra import prefect_snapshots
 from infra.prefect import DeploymentProvider, WorkPoolProvider
 from tests.support.fault_proxy import FaultProxy
-from tests.support.local_engine import reveal
+from tests.support.local_engine import DYNAMIC_PREFIX, reveal
 from tests.support.program_harness import REPO_ROOT, run_program
 from tests.support.provider_host import ProviderHost, host_env
+from tests.support.quiet_schedules import daily_cron, hours_ahead
 
-WORK_POOL = "pulumi-python:dynamic/prefect:WorkPool"
-DEPLOYMENT = "pulumi-python:dynamic/prefect:Deployment"
+WORK_POOL = f"{DYNAMIC_PREFIX}prefect:WorkPool"
+DEPLOYMENT = f"{DYNAMIC_PREFIX}prefect:Deployment"
 IMPORT_LINE = re.compile(r"^import time:\s+\d+ \|\s+\d+ \|\s*(\S+)\s*$")
 NOT_IN_THE_HOST = ("prefect", "prefect_docker", "pulumi_docker")
 
@@ -57,14 +58,19 @@ def profiled_host(proxy: FaultProxy) -> Iterator[ProviderHost]:
 
 
 def test_the_provider_host_imports_neither_prefect_nor_pulumi_docker(
-    profiled_host: ProviderHost, proxy: FaultProxy
+    profiled_host: ProviderHost, proxy: FaultProxy, cleanup: Callable[[str], None]
 ) -> None:
     """Every operation of both resources, with the program's own inputs (parameter schema, cron, timezone,
-    job template), and a pool without a template (the server's default)."""
+    job template), and a pool without a template (the server's default). The cron fires hours from now, so
+    the deployment's next run time stays the same between its create and its read."""
     name = f"startup-{uuid.uuid4().hex[:8]}"
+    cron = daily_cron(hours_ahead("Europe/Athens", 11))
     config = {"prefect:apiUrl": proxy.api_url, "image:push": "false", "suggest-activity:poolName": name,
-              "suggest-activity:deploymentName": name, "suggest-activity:timezone": "Europe/Athens"}  # fmt: skip
+              "suggest-activity:deploymentName": name, "suggest-activity:timezone": "Europe/Athens",
+              "suggest-activity:cron": cron}  # fmt: skip
     pool_decl, dep_decl = declared(config)
+    for pool_name in (name, f"{name}-bare"):
+        cleanup(f"/work_pools/{pool_name}")
     pools = profiled_host.resource(WorkPoolProvider(), "prefect:WorkPool")
     deployments = profiled_host.resource(DeploymentProvider(), "prefect:Deployment")
 
@@ -73,6 +79,7 @@ def test_the_provider_host_imports_neither_prefect_nor_pulumi_docker(
     bare_id, bare_out = pools.create(pools.checked({"name": f"{name}-bare"}))
     dep_in = deployments.checked(dep_decl)
     dep_id, dep_out = deployments.create(dep_in)
+    cleanup(f"/deployments/{dep_id}")
     assert deployments.read(dep_id, dep_out).outputs == dep_out
     changed = deployments.checked(
         {**dep_in, "description": "changed", "schedules": [{**dep_in["schedules"][0], "cron": "30 8 * * *"}]}

@@ -9,23 +9,25 @@ from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
 
 from infra.prefect import WorkPool, WorkPoolProvider
-from infra.prefect.job_templates import SELF_HOSTED_METADATA_PATH
 from infra.prefect.props import same
 from infra.prefect_snapshots import worker_base_job_template
 from tests.support.fault_proxy import Fault, FaultProxy
+from tests.support.prefect_server import PrefectServer
 from tests.support.provider_host import (
     BoundResource,
     ProviderCallError,
     provider_property,
 )
 
-# `proxy`, `host`, `pools` and `api` are tests/conftest.py's; the host gets more of the stack config here.
+# `proxy`, `host`, `pools`, `api` and `cleanup` are tests/conftest.py's; the host gets more of the stack config here.
+# The expected templates come from Prefect's own code, not from the functions the program and provider call.
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +50,8 @@ class Created:
 
 
 @pytest.fixture
-def created(pools: BoundResource) -> Created:
-    """A pool declared like the program declares it: with its worker's template."""
+def created(pools: BoundResource, cleanup: Callable[[str], None]) -> Iterator[Created]:
+    """A pool declared like the program declares it: with its worker's template. Deleted after the test."""
     inputs = pools.checked(
         {
             "name": unique(),
@@ -58,8 +60,9 @@ def created(pools: BoundResource) -> Created:
             "base_job_template": worker_base_job_template("process"),
         }
     )
+    cleanup(f"/work_pools/{inputs['name']}")
     id_, outputs = pools.create(inputs)
-    return Created(id_, inputs, outputs)
+    yield Created(id_, inputs, outputs)
 
 
 # --- configure / pickling -------------------------------------------------------------------------
@@ -83,9 +86,19 @@ def test_settings_come_from_configure(created: Created, proxy: FaultProxy) -> No
 # --- check ----------------------------------------------------------------------------------------
 
 
-def servers_default_template(api: httpx.Client, pool_type: str) -> dict[str, Any]:
-    """What the server offers for `pool_type`, read straight from it (the UI's "create work pool" default)."""
-    metadata = api.get(SELF_HOSTED_METADATA_PATH).raise_for_status().json()
+# Where Prefect's own client asks a self-hosted server for its workers' metadata
+# (prefect/client/orchestration/__init__.py, `read_worker_metadata`).
+WORKER_METADATA_PATH = "/api/collections/views/aggregate-worker-metadata"
+
+
+def servers_default_template(server: PrefectServer, pool_type: str) -> dict[str, Any]:
+    """What the server offers for `pool_type` (the UI's "create work pool" default), read as Prefect reads it:
+    its client's `read_worker_metadata`, and the worker of that type, as prefect/workers/utilities.py
+    `get_default_base_job_template_for_infrastructure_type` picks it from the collections."""
+    from prefect.client.orchestration import SyncPrefectClient
+
+    with SyncPrefectClient(server.api_url) as client:
+        metadata = client.read_worker_metadata()
     (template,) = [
         worker["default_base_job_configuration"]
         for collection in metadata.values()
@@ -93,6 +106,16 @@ def servers_default_template(api: httpx.Client, pool_type: str) -> dict[str, Any
         if worker.get("type") == pool_type
     ]
     return dict(template)
+
+
+def installed_worker_template(pool_type: str) -> dict[str, Any]:
+    """The default template of the worker the image runs for `pool_type`: Prefect's own worker class's
+    (prefect/workers/process.py `ProcessWorker`, prefect_docker/worker.py `DockerWorker`)."""
+    from prefect.workers.base import BaseWorker
+
+    worker = BaseWorker.get_worker_class_from_type(pool_type)
+    assert worker is not None, f"no installed Prefect worker for {pool_type!r}"
+    return dict(worker.get_default_base_job_template())
 
 
 def test_check_fills_defaults_and_asks_nothing_of_the_server(pools: BoundResource, proxy: FaultProxy) -> None:
@@ -106,16 +129,23 @@ def test_check_fills_defaults_and_asks_nothing_of_the_server(pools: BoundResourc
 
 @pytest.mark.parametrize("pool_type", ["process", "docker"])
 def test_create_without_a_template_sends_the_servers_default(
-    pools: BoundResource, proxy: FaultProxy, api: httpx.Client, pool_type: str
+    pools: BoundResource,
+    proxy: FaultProxy,
+    prefect_server: PrefectServer,
+    cleanup: Callable[[str], None],
+    pool_type: str,
 ) -> None:
+    name = unique()
+    cleanup(f"/work_pools/{name}")
     proxy.clear_requests()
-    id_, outputs = pools.create(pools.checked({"name": unique(), "type": pool_type}))
-    assert [(r.method, r.path) for r in proxy.requests] == [
-        ("GET", f"/api{SELF_HOSTED_METADATA_PATH}"),
+    id_, outputs = pools.create(pools.checked({"name": name, "type": pool_type}))
+    metadata, create = proxy.applied_requests()
+    assert [(r.method, r.path) for r in (metadata, create)] == [
+        ("GET", WORKER_METADATA_PATH),
         ("POST", "/api/work_pools/"),
     ]
-    expected = servers_default_template(api, pool_type)
-    assert same(proxy.requests[1].body["base_job_template"], expected)
+    expected = servers_default_template(prefect_server, pool_type)
+    assert same(create.body["base_job_template"], expected)
     assert same(outputs["base_job_template"], expected)
     # Not declared, so not managed: the same program shows no change on the next `up`.
     assert (
@@ -137,9 +167,6 @@ def test_a_server_that_cannot_give_a_default_template_fails_the_create_clearly(
     assert "No default base job template for work pool type 'process'" in message
     assert "503 Service Unavailable" in message and "set base_job_template on this WorkPool" in message
     assert proxy.writes() == []
-
-
-PROCESS_TEMPLATE = worker_base_job_template("process")
 
 
 @pytest.mark.parametrize(
@@ -192,7 +219,8 @@ def test_create_sends_the_declared_template_so_job_variables_are_validated(
     pool = api.get(f"/work_pools/{created.name}").json()
     assert created.id == created.outputs["pool_id"] == pool["id"]
     assert (pool["type"], pool["description"], pool["concurrency_limit"]) == ("process", "made by Pulumi", 2)
-    assert same(pool["base_job_template"], PROCESS_TEMPLATE)
+    # The program declares its worker's template: the one the worker the image runs would render.
+    assert same(pool["base_job_template"], installed_worker_template("process"))
     assert created.outputs["status"] == pool["status"]
     flow = api.post("/flows/", json={"name": "pool-template-check"}).json()
     bad = {
@@ -298,7 +326,7 @@ def test_update_patches_only_what_changed(
     proxy.clear_requests()
     news = pools.checked({**created.inputs, "description": "second words"})
     outputs = pools.update(created.id, created.outputs, news)
-    (write,) = proxy.writes()
+    (write,) = proxy.applied_writes()
     assert (write.method, write.path, write.body) == (
         "PATCH",
         f"/api/work_pools/{created.name}",
@@ -309,7 +337,7 @@ def test_update_patches_only_what_changed(
     proxy.clear_requests()
     news = {k: v for k, v in {**news, "concurrency_limit": None, "paused": True}.items() if v is not None}
     outputs = pools.update(created.id, outputs, news)
-    (write,) = proxy.writes()
+    (write,) = proxy.applied_writes()
     assert write.body == {"concurrency_limit": None, "is_paused": True}
     pool = api.get(f"/work_pools/{created.name}").json()
     assert (pool["concurrency_limit"], pool["is_paused"], outputs["paused"]) == (None, True, True)
@@ -325,9 +353,10 @@ def test_delete_twice_succeeds(pools: BoundResource, created: Created, api: http
 
 
 def test_create_over_an_existing_pool_fails_and_says_how_to_adopt(
-    pools: BoundResource, api: httpx.Client
+    pools: BoundResource, api: httpx.Client, cleanup: Callable[[str], None]
 ) -> None:
     name = unique()
+    cleanup(f"/work_pools/{name}")
     api.post("/work_pools/", json={"name": name, "type": "process"}).raise_for_status()
     with pytest.raises(ProviderCallError) as error:
         pools.create(pools.checked({"name": name}))
@@ -335,22 +364,30 @@ def test_create_over_an_existing_pool_fails_and_says_how_to_adopt(
 
 
 def test_adopt_existing_takes_over_and_patches(
-    pools: BoundResource, api: httpx.Client, proxy: FaultProxy
+    pools: BoundResource,
+    api: httpx.Client,
+    proxy: FaultProxy,
+    prefect_server: PrefectServer,
+    cleanup: Callable[[str], None],
 ) -> None:
     name = unique()
+    cleanup(f"/work_pools/{name}")
     existing = api.post("/work_pools/", json={"name": name, "type": "process", "description": "old"}).json()
     proxy.clear_requests()
     id_, outputs = pools.create(pools.checked({"name": name, "description": "new", "adopt_existing": True}))
     assert id_ == existing["id"]
-    assert [(w.method, w.path) for w in proxy.writes()] == [("PATCH", f"/api/work_pools/{name}")]
+    assert [(w.method, w.path) for w in proxy.applied_writes()] == [("PATCH", f"/api/work_pools/{name}")]
     pool = api.get(f"/work_pools/{name}").json()
     assert pool["description"] == outputs["description"] == "new"
     # It had none: now it has the server's default, and job variables are validated.
-    assert same(pool["base_job_template"], servers_default_template(api, "process"))
+    assert same(pool["base_job_template"], servers_default_template(prefect_server, "process"))
 
 
-def test_adopt_refuses_a_pool_of_another_type(pools: BoundResource, api: httpx.Client) -> None:
+def test_adopt_refuses_a_pool_of_another_type(
+    pools: BoundResource, api: httpx.Client, cleanup: Callable[[str], None]
+) -> None:
     name = unique()
+    cleanup(f"/work_pools/{name}")
     api.post("/work_pools/", json={"name": name, "type": "docker"}).raise_for_status()
     with pytest.raises(ProviderCallError) as error:
         pools.create(pools.checked({"name": name, "type": "process", "adopt_existing": True}))

@@ -5,11 +5,16 @@ record every request that passes.
         proxy.inject(Fault.UNAVAILABLE, count=2)                   # the next 2 requests get 503
         proxy.inject(Fault.RATE_LIMITED, retry_after="1")          # then one 429 with Retry-After: 1
         ...point the client at proxy.api_url...
-        assert [r.method for r in proxy.writes()] == ["POST"]
+        assert [r.method for r in proxy.applied_writes()] == ["POST"]
 
 Faults are served first-in first-out to the requests they match; a request no fault matches is forwarded.
 Every request is recorded (method, path, headers, JSON body, the fault served or the upstream status), so
 tests can also prove what was NOT sent, e.g. that a no-op `pulumi up` writes nothing.
+
+A SQLite-backed Prefect server answers 503 when its database is busy, and the providers send such a request
+again, so the raw record of an operation may hold the same request twice. Tests that pin the exact requests
+of an operation read `applied_requests()` / `applied_writes()`: what the server carried out, with the busy
+answers dropped and their resends bounded.
 """
 
 from __future__ import annotations
@@ -27,7 +32,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
+from infra.prefect.client import DEFAULT_MAX_ATTEMPTS
 from tests.support.background_http import BackgroundHttpServer
+from tests.support.prefect_server import BUSY_STATUSES
 
 HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
@@ -75,6 +82,34 @@ class RecordedRequest:
     def is_write(self) -> bool:
         """POST/PUT/PATCH/DELETE, except Prefect's read-only `POST …/filter` queries."""
         return self.method in WRITE_METHODS and not self.path.rstrip("/").endswith("/filter")
+
+    @property
+    def refused(self) -> bool:
+        """Not carried out: the proxy served a fault instead of forwarding it, or the server answered busy."""
+        return self.fault is not None or self.status in BUSY_STATUSES
+
+
+def applied(records: Iterable[RecordedRequest], *, max_resends: int) -> list[RecordedRequest]:
+    """The records the server carried out, in order. Refused ones are dropped, but each must have been followed
+    by a resend of the same request, and no request may be refused more than `max_resends` times in a row: a
+    client that gave up, or one that kept sending, fails here."""
+    records = list(records)
+    carried_out: list[RecordedRequest] = []
+    streaks: dict[tuple[str, str, str], int] = {}
+    for record in records:
+        key = (record.method, record.path, json.dumps(record.body, sort_keys=True))
+        if not record.refused:
+            streaks.pop(key, None)
+            carried_out.append(record)
+            continue
+        streaks[key] = streaks.get(key, 0) + 1
+        assert streaks[key] <= max_resends, (
+            f"{record.method} {record.path} was refused {streaks[key]} times in a row and sent again each time "
+            f"(at most {max_resends} resends expected)"
+        )
+    unanswered = [key[:2] for key in streaks]
+    assert not unanswered, f"refused and never sent again: {unanswered}"
+    return carried_out
 
 
 class FaultProxy(BackgroundHttpServer):
@@ -163,6 +198,14 @@ class FaultProxy(BackgroundHttpServer):
 
     def writes(self) -> list[RecordedRequest]:
         return [r for r in self.requests if r.is_write]
+
+    def applied_requests(self, *, max_resends: int = DEFAULT_MAX_ATTEMPTS - 1) -> list[RecordedRequest]:
+        """Every request the server carried out (see `applied`): the providers' default retry policy resends a
+        refused request at most DEFAULT_MAX_ATTEMPTS - 1 times."""
+        return applied(self.requests, max_resends=max_resends)
+
+    def applied_writes(self, *, max_resends: int = DEFAULT_MAX_ATTEMPTS - 1) -> list[RecordedRequest]:
+        return [r for r in self.applied_requests(max_resends=max_resends) if r.is_write]
 
     def faults_served(self) -> list[RecordedRequest]:
         return [r for r in self.requests if r.fault is not None]

@@ -14,24 +14,62 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
 import httpx
 
 START_TIMEOUT_SECONDS = 120
+# What a Prefect server answers when it applied nothing and the client may send the request again: 503 for an
+# error its handler calls retryable, a busy SQLite database among them (prefect/server/api/server.py,
+# `custom_internal_exception_handler` and `is_client_retryable_exception`); 429 from a rate limit (Cloud).
+BUSY_STATUSES = frozenset({429, 503})
 
 
 def free_port() -> int:
+    """A port that was free a moment ago. Another process may take it before the caller binds it: to hold a
+    port until a server of ours listens on it, or to have one that refuses connections, use `ReservedPort`."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
+class ReservedPort:
+    """A TCP port held bound on every interface, never listening: connections to it are refused, and no other
+    process is given it for a port-0 bind or can bind it without SO_REUSEADDR. A server that binds with
+    SO_REUSEADDR may take it over (Linux allows two such bindings while neither listens; uvicorn's asyncio
+    `create_server` sets it on Unix), so a server started on a reserved port cannot lose the port to a race,
+    and `close()` after it listens hands the port to it alone."""
+
+    def __init__(self, port: int = 0) -> None:
+        self._socket = socket.socket()
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            self._socket.bind(("0.0.0.0", port))
+        except OSError:
+            self._socket.close()
+            raise
+        self.port = int(self._socket.getsockname()[1])
+
+    def close(self) -> None:
+        self._socket.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
 @dataclass
 class PrefectServer:
-    """One server process; `restart()` keeps its database (same PREFECT_HOME and port)."""
+    """One server process; `restart()` keeps its database (same PREFECT_HOME and port). `port` 0: a free one,
+    chosen (and held until the server listens on it) by `start()`."""
 
     home: Path
-    port: int = field(default_factory=free_port)
+    port: int = 0
     extra_env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
 
@@ -57,6 +95,14 @@ class PrefectServer:
         return env
 
     def start(self) -> PrefectServer:
+        """Start on `port` (a free one when 0), which stays reserved until this server answers on it."""
+        with ReservedPort(self.port) as reserved:
+            self.port = reserved.port
+            self._launch()
+            self.wait_healthy()
+        return self
+
+    def _launch(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
@@ -76,8 +122,6 @@ class PrefectServer:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, so stop() also ends uvicorn's children
         )
-        self.wait_healthy()
-        return self
 
     def wait_healthy(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
@@ -113,13 +157,12 @@ class PatientTransport(httpx.HTTPTransport):
     """For the tests' own direct clients: ask again, as Prefect's client does, when the server is momentarily
     busy (a SQLite-backed server answers 503 "database is locked" while runs and workers write at once)."""
 
-    BUSY = frozenset({429, 503})
     ATTEMPTS = 8
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         for _ in range(self.ATTEMPTS - 1):
             response = super().handle_request(request)
-            if response.status_code not in self.BUSY:
+            if response.status_code not in BUSY_STATUSES:
                 return response
             response.close()
             time.sleep(1)
