@@ -12,7 +12,7 @@ the named test among the failures, and puts the snippet back.
 It exits 1 when a mutation is caught by no test, or not by the one named here, and 2 before running anything
 when a snippet no longer occurs exactly once in its file (the program was edited: update the snippet).
 
-Measured 2026-11-28 (`uv run python tests/mutations.py`, about 7 min on a shared 2-core machine): 27 of 27
+Measured 2026-11-28 (`uv run python tests/mutations.py`, 7 to 9 min on a shared 2-core machine): 27 of 27
 caught, each by the test named below (+ other tests that failed too):
 
     mutation                          caught by (tests/test_program.py)
