@@ -28,9 +28,9 @@ caught, each by the test named below (+ other tests that failed too):
     worker-destroy-grace              test_dev_worker_runs_from_the_image_digest_and_reaches_the_local_server
     healthcheck-pool-check            test_dev_worker_runs_from_the_image_digest_and_reaches_the_local_server
     worker-memory-swap                test_worker_declares_its_inputs_in_the_form_pulumi_docker_reads_them_back
-    push-when-push-is-off             test_dev_stack_declares_image_pool_worker_and_deployment
+    push-when-push-is-off             test_dev_stack_declares_image_pool_worker_deployment_and_smoke_run
                                       + test_dev_docker_pool_runs_use_the_unpushed_image_and_reach_the_local_server
-    pool-template                     test_dev_stack_declares_image_pool_worker_and_deployment
+    pool-template                     test_dev_stack_declares_image_pool_worker_deployment_and_smoke_run
     schedule-active-ignored           test_dev_stack_schedule_can_be_declared_inactive
     run-containers-cap-drop           test_cloud_deployment_points_docker_runs_at_the_pushed_image
                                       + test_dev_docker_pool_runs_use_the_unpushed_image_and_reach_the_local_server
@@ -171,14 +171,14 @@ MUTATIONS = (
         "infra/image.py",
         "skip_push=not settings.push,",
         "skip_push=False,",
-        PROGRAM_TESTS + "test_dev_stack_declares_image_pool_worker_and_deployment",
+        PROGRAM_TESTS + "test_dev_stack_declares_image_pool_worker_deployment_and_smoke_run",
     ),
     Mutation(
         "pool-template",
         "infra/program.py",
         "base_job_template=worker_base_job_template(config.pool_type),",
         "",
-        PROGRAM_TESTS + "test_dev_stack_declares_image_pool_worker_and_deployment",
+        PROGRAM_TESTS + "test_dev_stack_declares_image_pool_worker_deployment_and_smoke_run",
     ),
     Mutation(
         "schedule-active-ignored",
