@@ -276,6 +276,29 @@ def test_out_of_band_edits_show_as_drift_and_update_restores(
     assert restored == {**WEBHOOK_FIELDS, "url": "{{webhook_url}}", "secrets": {"webhook_url": WEBHOOK_URL}}
 
 
+def test_a_secret_edited_in_the_ui_is_invisible_to_refresh_and_a_change_and_restore_puts_it_back(
+    blocks: BoundResource, created: Created, api: httpx.Client
+) -> None:
+    """The UI edit of the URL itself: the server shows it masked, so a refresh cannot see it (docs/reliability.md
+    says so). Changing the URL in the stack and back, each with an update, writes the declared one again."""
+    data = stored(api, created.id, include_secrets=True)["data"]
+    edited = {**data, "secrets": {"webhook_url": OTHER_URL}}
+    api.patch(
+        f"/block_documents/{created.id}", json={"data": edited, "merge_existing_data": False}
+    ).raise_for_status()
+
+    read = blocks.read(created.id, created.outputs)
+    assert read.outputs == created.outputs  # the masked secret reads as the URL last written
+    assert blocks.diff(created.id, read.outputs, created.inputs).changes is False
+    assert stored(api, created.id, include_secrets=True)["data"]["secrets"] == {"webhook_url": OTHER_URL}
+
+    elsewhere = {**created.inputs, "url": "https://alerts.invalid/placeholder"}
+    outputs = blocks.update(created.id, read.outputs, elsewhere)
+    outputs = blocks.update(created.id, outputs, created.inputs)
+    assert outputs == created.outputs
+    assert stored(api, created.id, include_secrets=True)["data"]["secrets"] == {"webhook_url": WEBHOOK_URL}
+
+
 def test_out_of_band_delete_reads_as_gone(blocks: BoundResource, created: Created, api: httpx.Client) -> None:
     api.delete(f"/block_documents/{created.id}").raise_for_status()
     assert blocks.read(created.id, created.outputs).gone
