@@ -248,12 +248,15 @@ def test_out_of_band_delete_reads_as_gone_and_update_says_so(
 # --- adoption, deletion -----------------------------------------------------------------------------------
 
 
-def test_create_over_an_automation_of_the_same_name_fails_and_says_how_to_adopt(
+def test_create_over_an_automation_of_the_same_name_fails_and_links_to_it(
     automations: BoundResource, created: Created, api: httpx.Client
 ) -> None:
     with pytest.raises(ProviderCallError) as error:
         automations.create(created.inputs)
-    assert "already exists" in error.value.message and "adopt_existing=True" in error.value.message
+    message = error.value.message
+    assert "already exists" in message and created.outputs["ui_url"] in message
+    assert "Delete it there" in message
+    assert "adopt_existing" not in message  # the program has no way to set it
     named = api.post(
         "/automations/filter", json={"automations": {"name": {"any_": [created.inputs["name"]]}}}
     )

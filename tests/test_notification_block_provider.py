@@ -347,13 +347,13 @@ def test_changed_fields_are_an_update(blocks: BoundResource, created: Created, a
 # --- create over an existing block, adoption, the schema, errors -------------------------------------------
 
 
-def test_create_over_an_existing_block_fails_and_says_how_to_adopt(
-    blocks: BoundResource, created: Created
-) -> None:
+def test_create_over_an_existing_block_fails_and_links_to_it(blocks: BoundResource, created: Created) -> None:
     with pytest.raises(ProviderCallError) as error:
         blocks.create(created.inputs)
     message = error.value.message
-    assert "already exists" in message and "adopt_existing=True" in message
+    assert "already exists" in message and created.outputs["ui_url"] in message
+    assert "Delete it there" in message
+    assert "adopt_existing" not in message  # the program has no way to set it
     assert WEBHOOK_URL not in error.value.details
 
 

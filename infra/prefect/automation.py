@@ -30,7 +30,7 @@ from urllib.parse import quote
 import pulumi
 from pulumi.dynamic import Resource
 
-from .client import PrefectClient, ui_base_url
+from .client import PrefectApiError, PrefectClient, ui_base_url
 from .props import from_wire, is_unknown, same
 from .provider_base import InputCheck, PrefectResourceProvider
 from .validation import tags_problem
@@ -134,6 +134,20 @@ class AutomationProvider(PrefectResourceProvider):
         )
         newest = max(found or [], key=lambda a: _parse_time(a.get("created")), default=None)
         return dict(newest) if newest else None
+
+    def already_exists(
+        self, client: PrefectClient, desired: Mapping[str, Any], existing: Mapping[str, Any] | None = None
+    ) -> PrefectApiError:
+        """Where the automation of the same name is and what to do: the program offers no `adopt_existing`."""
+        id_ = str(existing["id"]) if existing else ""
+        where = automation_ui_url(client.base_url, id_) if id_ else client.base_url
+        return PrefectApiError(
+            f"{self.describe(desired)} already exists and is not this stack's: {where}. Delete it there (or "
+            "rename it there, if something else uses it), then run `pulumi up` again.",
+            method="POST",
+            path=automation_path(id_) if id_ else "/automations/",
+            status_code=409,
+        )
 
     def post(self, client: PrefectClient, desired: Mapping[str, Any]) -> dict[str, Any]:
         created: dict[str, Any] = client.post("/automations/", _body(desired), idempotent=False)

@@ -149,6 +149,22 @@ class NotificationBlockProvider(PrefectResourceProvider):
         # The adopted document's URL cannot be read (it is masked): always send ours.
         return {**self.outputs(client, existing, desired), "url": None}
 
+    def already_exists(
+        self, client: PrefectClient, desired: Mapping[str, Any], existing: Mapping[str, Any] | None = None
+    ) -> PrefectApiError:
+        """Where the document of the same type and name is and what to do: the program offers no
+        `adopt_existing`."""
+        existing = existing or self.find(client, desired)
+        id_ = str(existing["id"]) if existing else ""
+        where = block_document_ui_url(client.base_url, id_) if id_ else client.base_url
+        return PrefectApiError(
+            f"{self.describe(desired)} already exists and is not this stack's: {where}. Delete it there (or "
+            "rename it there, if something else uses it), then run `pulumi up` again.",
+            method="POST",
+            path=block_document_path(id_) if id_ else "/block_documents/",
+            status_code=409,
+        )
+
     def post(self, client: PrefectClient, desired: Mapping[str, Any]) -> dict[str, Any]:
         body = {
             "name": desired["name"],
