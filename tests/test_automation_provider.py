@@ -90,6 +90,27 @@ def test_provider_is_pickled_by_reference_without_state() -> None:
     assert Automation._resource_type_name == "dynamic/prefect:Automation"
 
 
+class FilterIgnoringServer:
+    """Answers `/automations/filter` with every automation, as a server that ignores (or does not know) the name
+    filter would: `find` must not take another automation for ours."""
+
+    def __init__(self, automations: list[dict[str, Any]]) -> None:
+        self.automations = automations
+
+    def post(self, path: str, body: Any, *, idempotent: bool) -> list[dict[str, Any]]:
+        assert path == "/automations/filter"
+        return self.automations
+
+
+def test_find_takes_only_an_automation_of_the_same_name_whatever_the_server_filtered() -> None:
+    ours = {"id": str(uuid.uuid4()), "name": "ours", "created": "2026-01-01T00:00:00Z"}
+    newer_other = {"id": str(uuid.uuid4()), "name": "other", "created": "2026-06-01T00:00:00Z"}
+    provider = AutomationProvider()
+    server = FilterIgnoringServer([ours, newer_other])
+    assert provider.find(server, {"name": "ours"}) == ours  # type: ignore[arg-type]
+    assert provider.find(server, {"name": "missing"}) is None  # type: ignore[arg-type]
+
+
 # --- check ------------------------------------------------------------------------------------------------
 
 

@@ -128,11 +128,13 @@ class AutomationProvider(PrefectResourceProvider):
         return automation_path(id_)
 
     def find(self, client: PrefectClient, desired: Mapping[str, Any]) -> dict[str, Any] | None:
-        """The newest automation with this name (names are not unique on the server)."""
+        """The newest automation with this name (names are not unique on the server). The name is checked here
+        too: taking over another automation because a server ignored the filter would overwrite it."""
         found = client.post(
             "/automations/filter", {"automations": {"name": {"any_": [desired["name"]]}}}, idempotent=True
         )
-        newest = max(found or [], key=lambda a: _parse_time(a.get("created")), default=None)
+        named = [a for a in found or [] if a.get("name") == desired["name"]]
+        newest = max(named, key=lambda a: _parse_time(a.get("created")), default=None)
         return dict(newest) if newest else None
 
     def already_exists(
