@@ -16,7 +16,7 @@ import secrets
 import uuid
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 import jsonschema
@@ -416,6 +416,27 @@ def test_an_error_raised_while_the_url_is_sent_is_scrubbed_of_it() -> None:
         raise PrefectApiError(echoed, method="PATCH", path="/x", status_code=400, detail=WEBHOOK_URL)
     assert str(error.value) == "Prefect API PATCH /x failed: 400: rejected [secret] ([secret])."
     assert (error.value.detail, error.value.status_code, error.value.method) == ("[secret]", 400, "PATCH")
+
+
+@pytest.mark.parametrize(
+    "echo",
+    [
+        WEBHOOK_URL.replace("/", "\\/"),  # the URL inside a JSON string that escapes slashes
+        WEBHOOK_URL[: len(WEBHOOK_URL) - 8] + "...",  # cut short by a server that truncates what it echoes
+        urlsplit(WEBHOOK_URL).path,  # the path alone (a gateway's access log line)
+        quote(urlsplit(WEBHOOK_URL).path, safe=""),
+    ],
+    ids=["json-escaped", "truncated", "path-only", "quoted-path"],
+)
+def test_an_escaped_or_truncated_echo_keeps_no_part_of_the_token(echo: str) -> None:
+    token = WEBHOOK_URL.rsplit("/", 1)[1]
+    with pytest.raises(PrefectApiError) as error, _scrubbed(WEBHOOK_URL):
+        raise PrefectApiError(
+            f"Prefect API PATCH /x failed: 400: rejected {echo}", method="PATCH", path="/x", status_code=400
+        )
+    kept = [token[i : i + 6] for i in range(len(token) - 5) if token[i : i + 6] in str(error.value)]
+    assert kept == [], str(error.value)
+    assert str(error.value).startswith("Prefect API PATCH /x failed: 400: rejected ")
 
 
 def test_delete_twice_succeeds(blocks: BoundResource, api: httpx.Client) -> None:
