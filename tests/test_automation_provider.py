@@ -243,8 +243,9 @@ def test_out_of_band_edits_show_as_drift_and_update_restores(
     # Made in the UI: switched off, and an action that runs on resolve added.
     current = server_automation(api, created.id)
     edited = {k: current[k] for k in ("name", "description", "tags", "trigger", "actions")}
-    edited.update(enabled=False, description="edited in the UI")
+    edited.update(enabled=False, description="edited in the UI", actions_on_resolve=current["actions"])
     api.put(f"/automations/{created.id}", json=edited).raise_for_status()
+    assert server_automation(api, created.id)["actions_on_resolve"] != []
 
     read = automations.read(created.id, created.outputs)
     assert (read.outputs["enabled"], read.outputs["description"]) == (False, "edited in the UI")
@@ -254,6 +255,7 @@ def test_out_of_band_edits_show_as_drift_and_update_restores(
     assert outputs == created.outputs
     restored = server_automation(api, created.id)
     assert (restored["enabled"], restored["description"]) == (True, "made by Pulumi")
+    assert restored["actions_on_resolve"] == []  # the PUT of the whole automation cleared it
 
 
 def test_out_of_band_delete_reads_as_gone_and_update_says_so(
