@@ -31,6 +31,7 @@ import pulumi
 from pulumi.dynamic import Resource
 
 from .client import PrefectApiError, PrefectClient, ui_base_url
+from .conflicts import exists_outside_the_stack
 from .props import from_wire, is_unknown, same
 from .provider_base import InputCheck, PrefectResourceProvider
 from .validation import tags_problem
@@ -140,15 +141,10 @@ class AutomationProvider(PrefectResourceProvider):
     def already_exists(
         self, client: PrefectClient, desired: Mapping[str, Any], existing: Mapping[str, Any] | None = None
     ) -> PrefectApiError:
-        """Where the automation of the same name is and what to do: the program offers no `adopt_existing`."""
         id_ = str(existing["id"]) if existing else ""
         where = automation_ui_url(client.base_url, id_) if id_ else client.base_url
-        return PrefectApiError(
-            f"{self.describe(desired)} already exists and is not this stack's: {where}. Delete it there (or "
-            "rename it there, if something else uses it), then run `pulumi up` again.",
-            method="POST",
-            path=automation_path(id_) if id_ else "/automations/",
-            status_code=409,
+        return exists_outside_the_stack(
+            self.describe(desired), where, automation_path(id_) if id_ else "/automations/"
         )
 
     def post(self, client: PrefectClient, desired: Mapping[str, Any]) -> dict[str, Any]:

@@ -37,6 +37,7 @@ import pulumi
 from pulumi.dynamic import Resource
 
 from .client import PrefectApiError, PrefectClient, ui_base_url
+from .conflicts import exists_outside_the_stack
 from .provider_base import InputCheck, PrefectResourceProvider
 from .validation import validation_failure, webhook_url_problem
 
@@ -152,18 +153,11 @@ class NotificationBlockProvider(PrefectResourceProvider):
     def already_exists(
         self, client: PrefectClient, desired: Mapping[str, Any], existing: Mapping[str, Any] | None = None
     ) -> PrefectApiError:
-        """Where the document of the same type and name is and what to do: the program offers no
-        `adopt_existing`."""
         existing = existing or self.find(client, desired)
         id_ = str(existing["id"]) if existing else ""
         where = block_document_ui_url(client.base_url, id_) if id_ else client.base_url
-        return PrefectApiError(
-            f"{self.describe(desired)} already exists and is not this stack's: {where}. Delete it there (or "
-            "rename it there, if something else uses it), then run `pulumi up` again.",
-            method="POST",
-            path=block_document_path(id_) if id_ else "/block_documents/",
-            status_code=409,
-        )
+        path = block_document_path(id_) if id_ else "/block_documents/"
+        return exists_outside_the_stack(self.describe(desired), where, path)
 
     def post(self, client: PrefectClient, desired: Mapping[str, Any]) -> dict[str, Any]:
         body = {
