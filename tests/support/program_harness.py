@@ -182,6 +182,10 @@ def run_program(
 
     @pulumi.runtime.test
     def program() -> pulumi.Output[Any]:
+        # Only this run's exports, as each `pulumi up` is a new program process: `set_mocks` keeps the previous
+        # run's root stack (pulumi/runtime/mocks.py `set_mocks` makes one only when there is none), whose
+        # outputs would carry an export the program no longer makes into this run.
+        pulumi.runtime.settings.get_root_resource().outputs.clear()  # type: ignore[union-attr]
         with _working_directory(project_dir):  # Pulumi runs the program from the project directory
             main(project_dir)
         stack_outputs = pulumi.runtime.settings.get_root_resource().outputs  # type: ignore[union-attr]
