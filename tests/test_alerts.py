@@ -9,7 +9,8 @@ module that runs the late-runs service (the session's server does not), its aler
 the host, which the PREFECT SERVER calls. The journeys share that stack and run in order: up; a run failing on the
 Bored API's 500s is one POST with the facts; a successful run and another deployment's failed run are none; a run
 no worker picks up goes Late and is one POST; a no-op up writes nothing; a changed URL updates the block in place
-and only the new URL is called; destroy leaves nothing. "Nothing was sent" is always proven against a later
+and only the new URL is called; runs forced into TimedOut and Crashed are one POST each; no alert was delivered twice;
+removing the URL and `up` removes the block and the automation (README "Silence it"); destroy leaves nothing. "Nothing was sent" is always proven against a later
 delivery that was: the deliveries in between are exactly the expected ones (no waiting for silence).
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import json
 import secrets
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -190,7 +192,7 @@ class AlertStack:
     project_dir: Path
     api: PrefectApi
     record: StackRecord = field(default_factory=StackRecord)
-    hook: int = 0  # which of TOKENS the stack's alerts:webhookUrl ends with
+    hook: int | None = 0  # which of TOKENS the stack's alerts:webhookUrl ends with; None: the key removed
     host_logs: list[str] = field(default_factory=list)
 
     def engine(self) -> LocalEngine:
@@ -204,8 +206,9 @@ class AlertStack:
             "suggest-activity:flowParameters": json.dumps(
                 {"api_url": self.bored_api.url_for_host("host.docker.internal")}
             ),
-            "alerts:webhookUrl": self.receiver.url_for(hook_path(self.hook)),
         }
+        if self.hook is not None:
+            config["alerts:webhookUrl"] = self.receiver.url_for(hook_path(self.hook))
         return LocalEngine(
             project_dir=self.project_dir,
             stack=STACK,
@@ -394,6 +397,70 @@ def test_a_changed_url_updates_the_block_in_place_and_only_the_new_url_is_called
     (delivery,) = stack.receiver.wait_for(1, hook_path(1))
     assert_alert_for(stack, delivery, run_id, "Failed")
     assert len(stack.receiver.deliveries(hook_path(0))) == at_old_url
+
+
+def forced_run(stack: AlertStack, state: dict[str, Any]) -> str:
+    """A run of this deployment that no worker takes (scheduled far ahead), forced into `state` through the API
+    the way the server's own services and the worker set it (`POST /flow_runs/{id}/set_state`)."""
+    run = stack.api.post(
+        f"/deployments/{stack.deployment_id}/create_flow_run",
+        {"state": {"type": "SCHEDULED", "state_details": {"scheduled_time": "2099-01-01T09:00:00Z"}}},
+    )
+    response = stack.api.post(f"/flow_runs/{run['id']}/set_state", {"state": state, "force": True})
+    assert response["status"] == "ACCEPT", response
+    return str(run["id"])
+
+
+@pytest.mark.docker
+def test_a_timed_out_run_and_a_crashed_run_are_one_alert_each_naming_the_state(stack: AlertStack) -> None:
+    before = len(stack.receiver.deliveries())
+    timed_out = forced_run(
+        stack,
+        {"type": "FAILED", "name": "TimedOut", "message": "Flow run exceeded timeout of 600.0 second(s)"},
+    )
+    deliveries = stack.receiver.wait_for(before + 1)
+    assert len(deliveries) == before + 1
+    assert_alert_for(stack, deliveries[-1], timed_out, "TimedOut")
+
+    crashed = forced_run(stack, {"type": "CRASHED", "name": "Crashed", "message": "Worker container exited"})
+    deliveries = stack.receiver.wait_for(before + 2)
+    assert len(deliveries) == before + 2
+    assert_alert_for(stack, deliveries[-1], crashed, "Crashed")
+
+
+@pytest.mark.docker
+def test_every_alert_was_delivered_exactly_once(stack: AlertStack) -> None:
+    """Each journey above waited for its alert; a later one arriving proves the earlier deliveries were all in
+    (the server's actions consumer handles them in order). So now: one POST per (run, state), none twice."""
+    per_alert = Counter(
+        (alert["flow_run_id"], alert["state"]) for alert in map(alert_of, stack.receiver.deliveries())
+    )
+    assert len(per_alert) >= 2  # at least the TimedOut and Crashed alerts of the journey before
+    assert {key: count for key, count in per_alert.items() if count != 1} == {}
+
+
+@pytest.mark.docker
+def test_removing_the_url_and_up_removes_the_block_and_the_automation(stack: AlertStack) -> None:
+    """README "Silence it": `pulumi config rm alerts:webhookUrl` and `pulumi up`."""
+    block_id = stack.one(BLOCK)["block_document_id"]
+    automation_id = stack.one(AUTOMATION)["automation_id"]
+    stack.hook = None
+    stack.record = stack.engine().up(stack.record)
+    assert {name: a for name, a in stack.record.actions.items() if a != "same"} == {
+        "alerts-webhook": "delete",
+        "alerts": "delete",
+    }
+    assert stack.record.of_type(BLOCK) == [] and stack.record.of_type(AUTOMATION) == []
+    assert "alerts_url" not in stack.record.exports
+    assert stack.api.get(f"/block_documents/{block_id}").status_code == 404
+    assert stack.api.get(f"/automations/{automation_id}").status_code == 404
+
+    stack.hook = 1  # set again: both come back, for destroy to remove
+    stack.record = stack.engine().up(stack.record)
+    assert {name: a for name, a in stack.record.actions.items() if a != "same"} == {
+        "alerts-webhook": "create",
+        "alerts": "create",
+    }
 
 
 @pytest.mark.docker

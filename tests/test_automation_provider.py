@@ -90,6 +90,27 @@ def test_provider_is_pickled_by_reference_without_state() -> None:
     assert Automation._resource_type_name == "dynamic/prefect:Automation"
 
 
+class FilterIgnoringServer:
+    """Answers `/automations/filter` with every automation, as a server that ignores (or does not know) the name
+    filter would: `find` must not take another automation for ours."""
+
+    def __init__(self, automations: list[dict[str, Any]]) -> None:
+        self.automations = automations
+
+    def post(self, path: str, body: Any, *, idempotent: bool) -> list[dict[str, Any]]:
+        assert path == "/automations/filter"
+        return self.automations
+
+
+def test_find_takes_only_an_automation_of_the_same_name_whatever_the_server_filtered() -> None:
+    ours = {"id": str(uuid.uuid4()), "name": "ours", "created": "2026-01-01T00:00:00Z"}
+    newer_other = {"id": str(uuid.uuid4()), "name": "other", "created": "2026-06-01T00:00:00Z"}
+    provider = AutomationProvider()
+    server = FilterIgnoringServer([ours, newer_other])
+    assert provider.find(server, {"name": "ours"}) == ours  # type: ignore[arg-type]
+    assert provider.find(server, {"name": "missing"}) is None  # type: ignore[arg-type]
+
+
 # --- check ------------------------------------------------------------------------------------------------
 
 
@@ -222,8 +243,9 @@ def test_out_of_band_edits_show_as_drift_and_update_restores(
     # Made in the UI: switched off, and an action that runs on resolve added.
     current = server_automation(api, created.id)
     edited = {k: current[k] for k in ("name", "description", "tags", "trigger", "actions")}
-    edited.update(enabled=False, description="edited in the UI")
+    edited.update(enabled=False, description="edited in the UI", actions_on_resolve=current["actions"])
     api.put(f"/automations/{created.id}", json=edited).raise_for_status()
+    assert server_automation(api, created.id)["actions_on_resolve"] != []
 
     read = automations.read(created.id, created.outputs)
     assert (read.outputs["enabled"], read.outputs["description"]) == (False, "edited in the UI")
@@ -233,6 +255,7 @@ def test_out_of_band_edits_show_as_drift_and_update_restores(
     assert outputs == created.outputs
     restored = server_automation(api, created.id)
     assert (restored["enabled"], restored["description"]) == (True, "made by Pulumi")
+    assert restored["actions_on_resolve"] == []  # the PUT of the whole automation cleared it
 
 
 def test_out_of_band_delete_reads_as_gone_and_update_says_so(
@@ -248,12 +271,15 @@ def test_out_of_band_delete_reads_as_gone_and_update_says_so(
 # --- adoption, deletion -----------------------------------------------------------------------------------
 
 
-def test_create_over_an_automation_of_the_same_name_fails_and_says_how_to_adopt(
+def test_create_over_an_automation_of_the_same_name_fails_and_links_to_it(
     automations: BoundResource, created: Created, api: httpx.Client
 ) -> None:
     with pytest.raises(ProviderCallError) as error:
         automations.create(created.inputs)
-    assert "already exists" in error.value.message and "adopt_existing=True" in error.value.message
+    message = error.value.message
+    assert "already exists" in message and created.outputs["ui_url"] in message
+    assert "Delete it there" in message
+    assert "adopt_existing" not in message  # the program has no way to set it
     named = api.post(
         "/automations/filter", json={"automations": {"name": {"any_": [created.inputs["name"]]}}}
     )

@@ -16,7 +16,7 @@ import secrets
 import uuid
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 import jsonschema
@@ -276,6 +276,29 @@ def test_out_of_band_edits_show_as_drift_and_update_restores(
     assert restored == {**WEBHOOK_FIELDS, "url": "{{webhook_url}}", "secrets": {"webhook_url": WEBHOOK_URL}}
 
 
+def test_a_secret_edited_in_the_ui_is_invisible_to_refresh_and_a_change_and_restore_puts_it_back(
+    blocks: BoundResource, created: Created, api: httpx.Client
+) -> None:
+    """The UI edit of the URL itself: the server shows it masked, so a refresh cannot see it (docs/reliability.md
+    says so). Changing the URL in the stack and back, each with an update, writes the declared one again."""
+    data = stored(api, created.id, include_secrets=True)["data"]
+    edited = {**data, "secrets": {"webhook_url": OTHER_URL}}
+    api.patch(
+        f"/block_documents/{created.id}", json={"data": edited, "merge_existing_data": False}
+    ).raise_for_status()
+
+    read = blocks.read(created.id, created.outputs)
+    assert read.outputs == created.outputs  # the masked secret reads as the URL last written
+    assert blocks.diff(created.id, read.outputs, created.inputs).changes is False
+    assert stored(api, created.id, include_secrets=True)["data"]["secrets"] == {"webhook_url": OTHER_URL}
+
+    elsewhere = {**created.inputs, "url": "https://alerts.invalid/placeholder"}
+    outputs = blocks.update(created.id, read.outputs, elsewhere)
+    outputs = blocks.update(created.id, outputs, created.inputs)
+    assert outputs == created.outputs
+    assert stored(api, created.id, include_secrets=True)["data"]["secrets"] == {"webhook_url": WEBHOOK_URL}
+
+
 def test_out_of_band_delete_reads_as_gone(blocks: BoundResource, created: Created, api: httpx.Client) -> None:
     api.delete(f"/block_documents/{created.id}").raise_for_status()
     assert blocks.read(created.id, created.outputs).gone
@@ -324,13 +347,13 @@ def test_changed_fields_are_an_update(blocks: BoundResource, created: Created, a
 # --- create over an existing block, adoption, the schema, errors -------------------------------------------
 
 
-def test_create_over_an_existing_block_fails_and_says_how_to_adopt(
-    blocks: BoundResource, created: Created
-) -> None:
+def test_create_over_an_existing_block_fails_and_links_to_it(blocks: BoundResource, created: Created) -> None:
     with pytest.raises(ProviderCallError) as error:
         blocks.create(created.inputs)
     message = error.value.message
-    assert "already exists" in message and "adopt_existing=True" in message
+    assert "already exists" in message and created.outputs["ui_url"] in message
+    assert "Delete it there" in message
+    assert "adopt_existing" not in message  # the program has no way to set it
     assert WEBHOOK_URL not in error.value.details
 
 
@@ -393,6 +416,27 @@ def test_an_error_raised_while_the_url_is_sent_is_scrubbed_of_it() -> None:
         raise PrefectApiError(echoed, method="PATCH", path="/x", status_code=400, detail=WEBHOOK_URL)
     assert str(error.value) == "Prefect API PATCH /x failed: 400: rejected [secret] ([secret])."
     assert (error.value.detail, error.value.status_code, error.value.method) == ("[secret]", 400, "PATCH")
+
+
+@pytest.mark.parametrize(
+    "echo",
+    [
+        WEBHOOK_URL.replace("/", "\\/"),  # the URL inside a JSON string that escapes slashes
+        WEBHOOK_URL[: len(WEBHOOK_URL) - 8] + "...",  # cut short by a server that truncates what it echoes
+        urlsplit(WEBHOOK_URL).path,  # the path alone (a gateway's access log line)
+        quote(urlsplit(WEBHOOK_URL).path, safe=""),
+    ],
+    ids=["json-escaped", "truncated", "path-only", "quoted-path"],
+)
+def test_an_escaped_or_truncated_echo_keeps_no_part_of_the_token(echo: str) -> None:
+    token = WEBHOOK_URL.rsplit("/", 1)[1]
+    with pytest.raises(PrefectApiError) as error, _scrubbed(WEBHOOK_URL):
+        raise PrefectApiError(
+            f"Prefect API PATCH /x failed: 400: rejected {echo}", method="PATCH", path="/x", status_code=400
+        )
+    kept = [token[i : i + 6] for i in range(len(token) - 5) if token[i : i + 6] in str(error.value)]
+    assert kept == [], str(error.value)
+    assert str(error.value).startswith("Prefect API PATCH /x failed: 400: rejected ")
 
 
 def test_delete_twice_succeeds(blocks: BoundResource, api: httpx.Client) -> None:

@@ -30,7 +30,8 @@ from urllib.parse import quote
 import pulumi
 from pulumi.dynamic import Resource
 
-from .client import PrefectClient, ui_base_url
+from .client import PrefectApiError, PrefectClient, ui_base_url
+from .conflicts import exists_outside_the_stack
 from .props import from_wire, is_unknown, same
 from .provider_base import InputCheck, PrefectResourceProvider
 from .validation import tags_problem
@@ -128,12 +129,23 @@ class AutomationProvider(PrefectResourceProvider):
         return automation_path(id_)
 
     def find(self, client: PrefectClient, desired: Mapping[str, Any]) -> dict[str, Any] | None:
-        """The newest automation with this name (names are not unique on the server)."""
+        """The newest automation with this name (names are not unique on the server). The name is checked here
+        too: taking over another automation because a server ignored the filter would overwrite it."""
         found = client.post(
             "/automations/filter", {"automations": {"name": {"any_": [desired["name"]]}}}, idempotent=True
         )
-        newest = max(found or [], key=lambda a: _parse_time(a.get("created")), default=None)
+        named = [a for a in found or [] if a.get("name") == desired["name"]]
+        newest = max(named, key=lambda a: _parse_time(a.get("created")), default=None)
         return dict(newest) if newest else None
+
+    def already_exists(
+        self, client: PrefectClient, desired: Mapping[str, Any], existing: Mapping[str, Any] | None = None
+    ) -> PrefectApiError:
+        id_ = str(existing["id"]) if existing else ""
+        where = automation_ui_url(client.base_url, id_) if id_ else client.base_url
+        return exists_outside_the_stack(
+            self.describe(desired), where, automation_path(id_) if id_ else "/automations/"
+        )
 
     def post(self, client: PrefectClient, desired: Mapping[str, Any]) -> dict[str, Any]:
         created: dict[str, Any] = client.post("/automations/", _body(desired), idempotent=False)

@@ -31,12 +31,13 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import pulumi
 from pulumi.dynamic import Resource
 
 from .client import PrefectApiError, PrefectClient, ui_base_url
+from .conflicts import exists_outside_the_stack
 from .provider_base import InputCheck, PrefectResourceProvider
 from .validation import validation_failure, webhook_url_problem
 
@@ -148,6 +149,15 @@ class NotificationBlockProvider(PrefectResourceProvider):
     ) -> dict[str, Any]:
         # The adopted document's URL cannot be read (it is masked): always send ours.
         return {**self.outputs(client, existing, desired), "url": None}
+
+    def already_exists(
+        self, client: PrefectClient, desired: Mapping[str, Any], existing: Mapping[str, Any] | None = None
+    ) -> PrefectApiError:
+        existing = existing or self.find(client, desired)
+        id_ = str(existing["id"]) if existing else ""
+        where = block_document_ui_url(client.base_url, id_) if id_ else client.base_url
+        path = block_document_path(id_) if id_ else "/block_documents/"
+        return exists_outside_the_stack(self.describe(desired), where, path)
 
     def post(self, client: PrefectClient, desired: Mapping[str, Any]) -> dict[str, Any]:
         body = {
@@ -264,20 +274,50 @@ def _fields_problem(fields: Any, kind: BlockKind | None) -> str | None:
     return None
 
 
+# A piece of the URL's path or query this long, found anywhere in an error, is taken for part of the token.
+SECRET_PIECE_LENGTH = 6
+SCRUBBED = "[secret]"
+
+
+def scrub(text: str, secret: str) -> str:
+    """`text` with the secret URL, and every piece of its path and query (where a webhook keeps its token), gone:
+    a server may echo the URL escaped (`\\/` in JSON, %-quoted), cut short, or only its path."""
+    text = text.replace(secret, SCRUBBED).replace(quote(secret, safe=""), SCRUBBED)
+    parts = urlsplit(secret)
+    segments = {
+        form
+        for segment in re.split(r"[/?&=#;]", f"{parts.path}?{parts.query}#{parts.fragment}")
+        for form in (segment, quote(segment, safe=""))
+        if len(segment) >= SECRET_PIECE_LENGTH
+    }
+    pieces = {
+        form[i : i + SECRET_PIECE_LENGTH]
+        for form in segments
+        for i in range(len(form) - SECRET_PIECE_LENGTH + 1)
+    }
+    hidden = [False] * len(text)
+    for i in range(len(text) - SECRET_PIECE_LENGTH + 1):
+        if text[i : i + SECRET_PIECE_LENGTH] in pieces:
+            hidden[i : i + SECRET_PIECE_LENGTH] = [True] * SECRET_PIECE_LENGTH
+    out: list[str] = []
+    for i, char in enumerate(text):
+        if not hidden[i]:
+            out.append(char)
+        elif i == 0 or not hidden[i - 1]:
+            out.append(SCRUBBED)
+    return "".join(out)
+
+
 @contextmanager
 def _scrubbed(secret: str) -> Iterator[None]:
-    """Re-raise API errors with the secret (and its URL-quoted form) replaced: a server may echo the request
-    (a 422 carries `request_body`), and the engine prints the whole message and traceback."""
+    """Re-raise API errors with the secret URL scrubbed (`scrub`): a server may echo the request (a 422 carries
+    `request_body`), and the engine prints the whole message and traceback."""
     try:
         yield
     except PrefectApiError as exc:
-        forms = [form for form in {secret, quote(secret, safe="")} if form]
-        text, detail = str(exc), exc.detail
-        if not any(form in text or (detail and form in detail) for form in forms):
+        text, detail = scrub(str(exc), secret), scrub(exc.detail, secret) if exc.detail else exc.detail
+        if text == str(exc) and detail == exc.detail:
             raise
-        for form in forms:
-            text = text.replace(form, "[secret]")
-            detail = detail.replace(form, "[secret]") if detail else detail
         raise PrefectApiError(
             text,
             method=exc.method,
