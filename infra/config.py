@@ -130,16 +130,17 @@ class SmokeRunSettings:
     timeout_seconds: int
 
 
+# The time from a worker taking a run to the flow RUNNING (its flow timeout only starts then): the run's process
+# or container starting, Python and Prefect importing, the pull step. Measured for a process pool about 5 s
+# (benchmarks/smoke_run.py); a docker pool also starts a container from an image it may first pull.
+RUN_START_ALLOWANCE_SECONDS = 60
+
+
 def default_smoke_run_timeout(worker_poll_seconds: int) -> int:
-    """How long a smoke run may take: the flow's own timeout (a run still going by then ends TimedOut, a final
-    state), plus the time a worker needs to take it: up to one poll interval before the worker sees it, then
-    Prefect's own allowance for starting a run's infrastructure (the worker's prefetch: it takes runs that
-    long before they are due, so that they start on time)."""
-    return (
-        prefect_snapshots.flow_timeout_seconds()
-        + worker_poll_seconds
-        + prefect_snapshots.worker_prefetch_seconds()
-    )
+    """How long a smoke run may take: up to one poll interval before a worker sees it, the time its run needs to
+    start, then the flow's own timeout (a run still going by then ends TimedOut, a final state, with its
+    message)."""
+    return worker_poll_seconds + RUN_START_ALLOWANCE_SECONDS + prefect_snapshots.flow_timeout_seconds()
 
 
 def _smoke_run_settings(read: _Reader, worker: WorkerSettings) -> SmokeRunSettings:
@@ -306,6 +307,13 @@ def load_stack_config() -> StackConfig:
     flow_parameters = read.obj(f"{PROJECT}:flowParameters")
     _check(read, f"{PROJECT}:flowParameters", flow_parameters_problem(flow_parameters))
     smoke_run = _smoke_run_settings(read, worker)
+    if smoke_run.enabled and pool_concurrency_limit == 0:
+        read.problem(
+            f"{PROJECT}:poolConcurrencyLimit",
+            "0 lets no run start, so every `pulumi up` would wait for its smoke run until the timeout and fail; "
+            f"fix: pulumi config rm {PROJECT}:poolConcurrencyLimit (or set it >= 1), or turn the smoke run off: "
+            f"pulumi config set {PROJECT}:smokeRun false",
+        )
     alerts = _alert_settings(read)
 
     if read.problems:

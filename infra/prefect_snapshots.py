@@ -8,12 +8,10 @@
   image installs. A pool must carry its worker's template: the worker renders only the variables the
   template names, and the copy a Prefect server offers may be of another version (see
   infra/prefect/job_templates.py);
-- `flow_timeout_seconds`: the flow's own timeout (`@flow(timeout_seconds=...)`), and
-  `worker_prefetch_seconds`: how long before a run is due a worker takes it, Prefect's allowance for
-  starting its infrastructure (the default of PREFECT_WORKER_PREFETCH_SECONDS, which the worker containers
-  do not set): together they bound how long a smoke run may take (infra/config.py).
+- `flow_timeout_seconds`: the flow's own timeout (`@flow(timeout_seconds=...)`), part of how long a smoke
+  run may take (infra/config.py).
 
-tests/test_provider_startup.py recomputes both with Prefect and fails when the file is stale: after a
+tests/test_provider_startup.py recomputes it with Prefect and fails when the file is stale: after a
 change to the flow's signature, or an upgrade of prefect or prefect-docker. Regenerate it with
 `uv run python -m infra.prefect_snapshots`.
 """
@@ -40,11 +38,6 @@ def flow_timeout_seconds() -> int:
     return int(_snapshot()["flow_timeout_seconds"])
 
 
-def worker_prefetch_seconds() -> int:
-    """How many seconds before a run is due the worker takes it (to have its infrastructure started)."""
-    return int(_snapshot()["worker_prefetch_seconds"])
-
-
 def worker_base_job_template(pool_type: str) -> dict[str, Any]:
     """The default base job template of the worker the program runs for `pool_type`."""
     template: dict[str, Any] = copy.deepcopy(_snapshot()["base_job_templates"][pool_type])
@@ -59,7 +52,6 @@ def _snapshot() -> dict[str, Any]:
 
 def compute() -> dict[str, Any]:
     """What Prefect computes today, with the installed (locked) versions. Imports Prefect: slow."""
-    from prefect.settings.models.worker import WorkerSettings
     from prefect.utilities.callables import parameter_schema
     from prefect.workers.base import BaseWorker
 
@@ -76,7 +68,6 @@ def compute() -> dict[str, Any]:
         "flow_parameter_schema": parameter_schema(suggest_activity).model_dump(exclude_unset=True),
         "base_job_templates": templates,
         "flow_timeout_seconds": suggest_activity.timeout_seconds,
-        "worker_prefetch_seconds": WorkerSettings.model_fields["prefetch_seconds"].default,
     }
 
 

@@ -9,9 +9,6 @@ import pulumi
 from infra.config import StackConfig
 from infra.prefect import Deployment, FlowRunCheck
 
-# Added to the deployment's own tags on the run, so that the UI tells smoke runs from scheduled ones.
-SMOKE_RUN_TAG = "smoke-run"
-
 
 def smoke_run_check(
     config: StackConfig, deployment: Deployment, workers: Sequence[pulumi.Resource]
@@ -24,7 +21,6 @@ def smoke_run_check(
         "smoke-run",
         deployment=deployment,
         timeout_seconds=config.smoke_run.timeout_seconds,
-        tags=[SMOKE_RUN_TAG],
         # The engine creates resources in parallel unless ordered: the run must find the (new) workers healthy
         # (their `wait`), not be taken by nobody, or by a worker that is about to be replaced.
         opts=pulumi.ResourceOptions(depends_on=[deployment, *workers]),

@@ -60,6 +60,11 @@ def worker_envs(config: StackConfig) -> list[pulumi.Input[str]]:
         f"PREFECT_API_URL={config.prefect.worker_api_url}",
         f"PREFECT_WORKER_QUERY_SECONDS={config.worker.poll_seconds}",
         f"PREFECT_WORKER_WEBSERVER_PORT={HEALTH_PORT}",
+        # A run cancelled while PENDING (taken, not yet started: e.g. a smoke run at its timeout) would otherwise
+        # stay Cancelling for ever: with this on the worker stops its infrastructure and marks it Cancelled
+        # (prefect/workers/base.py `_setup_cancellation_observer`, `_cancel_run`; off by default,
+        # prefect/settings/models/worker.py). A RUNNING run is stopped by its own process.
+        "PREFECT_WORKER_ENABLE_CANCELLATION=true",
     ]
     # Credentials stay secret Outputs: Pulumi encrypts them in state and never prints them.
     if config.prefect.api_key is not None:

@@ -243,7 +243,7 @@ def test_a_run_no_worker_takes_is_cancelled_at_the_timeout(
     assert f"{proxy.base_url}/runs/flow-run/{run['id']}" in message
 
 
-def test_a_run_still_running_at_the_timeout_is_handed_to_its_worker_to_cancel(
+def test_a_run_still_running_at_the_timeout_is_set_cancelling(
     checks: BoundResource, api: httpx.Client, prefect_server: PrefectServer, deployment: dict[str, Any]
 ) -> None:
     """A started run has infrastructure to stop: the server keeps it CANCELLING until its worker has."""
@@ -257,7 +257,7 @@ def test_a_run_still_running_at_the_timeout_is_handed_to_its_worker_to_cancel(
     (run,) = runs_of(api, deployment["id"])
     assert run["state_type"] == "CANCELLING"
     assert (
-        "it was still Running. It is being cancelled (Cancelling): its worker stops it."
+        "it was still Running. It is being cancelled (Cancelling): it cannot start any more, and a started run stops itself."
         in error.value.message
     )
 

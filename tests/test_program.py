@@ -338,29 +338,39 @@ def test_the_smoke_run_checks_what_the_deployment_has_after_this_up(
     dev: ProgramRun, cloud: ProgramRun
 ) -> None:
     """Its inputs are the Deployment's OUTPUTS, so that a change the deployment takes in place (parameters,
-    version, job variables) still replaces the check."""
+    version, job variables) still replaces the check; the deployment by its Pulumi id, which a preview of an
+    in-place update knows (its output-only `deployment_id` would be unknown there and preview a replacement)."""
     for run in (dev, cloud):
         deployment, check = run.one(DEPLOYMENT).outputs, run.one(FLOW_RUN_CHECK).inputs
-        assert check["deployment_id"] == deployment["deployment_id"]
+        assert check["deployment_id"] == run.one(DEPLOYMENT).id != ""
         for key in ("work_pool_name", "version", "entrypoint", "pull_steps", "parameters", "job_variables"):
             assert check[key] == deployment[key], key
         assert check["tags"] == ["smoke-run"]
     assert cloud.one(FLOW_RUN_CHECK).inputs["job_variables"]["image"] == cloud.one(IMAGE).inputs["imageName"]
 
 
-def test_the_smoke_run_may_take_the_flows_timeout_plus_a_workers_pickup(dev: ProgramRun) -> None:
-    """Derived from the flow's own timeout, the worker's poll interval (the dev stack's default) and Prefect's
-    allowance for starting a run (the worker's prefetch), read here from their sources."""
-    from prefect.settings.models.worker import WorkerSettings
-
+def test_the_smoke_run_may_take_the_flows_timeout_plus_a_workers_pickup_and_start(dev: ProgramRun) -> None:
+    """Derived from the flow's own timeout (read from the flow), the worker's poll interval (the dev stack's
+    default) and the run's start-up allowance."""
     from flows.suggest_activity import FLOW_TIMEOUT_SECONDS
+    from infra.config import RUN_START_ALLOWANCE_SECONDS
 
     envs = dict(env.split("=", 1) for env in reveal(dev.one(CONTAINER).inputs["envs"]))
     poll = int(envs["PREFECT_WORKER_QUERY_SECONDS"])
-    prefetch = WorkerSettings.model_fields["prefetch_seconds"].default
-    assert dev.one(FLOW_RUN_CHECK).inputs["timeout_seconds"] == FLOW_TIMEOUT_SECONDS + poll + prefetch
+    expected = FLOW_TIMEOUT_SECONDS + poll + RUN_START_ALLOWANCE_SECONDS
+    assert dev.one(FLOW_RUN_CHECK).inputs["timeout_seconds"] == expected
     configured = run_program({**dev_stack_config(), "suggest-activity:smokeRunTimeoutSeconds": "45"})
     assert configured.one(FLOW_RUN_CHECK).inputs["timeout_seconds"] == 45
+    # A run cancelled at the timeout while PENDING is ended by the worker (Prefect's setting is off by default).
+    assert envs["PREFECT_WORKER_ENABLE_CANCELLATION"] == "true"
+
+
+def test_a_pool_that_starts_no_run_is_refused_while_the_smoke_run_is_on() -> None:
+    config = {**dev_stack_config(), "suggest-activity:poolConcurrencyLimit": "0"}
+    with pytest.raises(StackConfigError, match=r"poolConcurrencyLimit: 0 lets no run start.*smokeRun false"):
+        run_program(config)
+    off = run_program({**config, "suggest-activity:smokeRun": "false"})
+    assert off.one(WORK_POOL).inputs["concurrency_limit"] == 0
 
 
 def test_the_smoke_run_is_exported_and_can_be_turned_off(dev: ProgramRun) -> None:

@@ -52,7 +52,7 @@ RUN_KEYS = (
 INPUT_KEYS = (*RUN_KEYS, "timeout_seconds", "tags")
 OUTPUT_ONLY_KEYS = ("flow_run_id", "flow_run_name", "ui_url", "state_type", "state_name", "duration_seconds",
                     "artifact_keys")  # fmt: skip
-DEFAULT_TAGS = ("smoke-run",)
+DEFAULT_TAGS = ("smoke-run",)  # so that the UI tells smoke runs from scheduled ones
 FINAL_STATE_TYPES = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
 POLL_SECONDS = 1.0  # one GET of the run per second while it is not final
 
@@ -158,7 +158,8 @@ def _cancel(client: PrefectClient, run: Mapping[str, Any]) -> str:
     """Cancel a run that is not final, as the UI and `prefect flow-run cancel` do (prefect/cli/flow_run.py
     `cancel`): propose CANCELLING. The server makes a run that no worker has started CANCELLED at once
     (prefect/server/orchestration/core_policy.py `BypassCancellingFlowRunsWithNoInfra`); a started one stays
-    CANCELLING until its worker has stopped it. Says what happened, for the error message."""
+    CANCELLING until the run's process (or, while PENDING, its worker) has stopped it. Says what happened, for the
+    error message."""
     if run.get("state_type") in FINAL_STATE_TYPES:
         return ""
     try:
@@ -173,7 +174,9 @@ def _cancel(client: PrefectClient, run: Mapping[str, Any]) -> str:
     if state.get("type") == "CANCELLED":
         return "It was cancelled."
     if state.get("type") == "CANCELLING":
-        return "It is being cancelled (Cancelling): its worker stops it."
+        # Running: the run's own process stops on Cancelling; Pending: it can no longer start (the server refuses
+        # it Running), and our workers (PREFECT_WORKER_ENABLE_CANCELLATION) end its infrastructure.
+        return "It is being cancelled (Cancelling): it cannot start any more, and a started run stops itself."
     reason = (answer.get("details") or {}).get("reason")
     return f"The server did not cancel it ({answer.get('status')}: {reason}): cancel it in the UI."
 
@@ -240,7 +243,12 @@ class FlowRunCheck(Resource, module="prefect", name="FlowRunCheck"):
     ) -> None:
         props: dict[str, Any] = {
             # The deployment's outputs: what the server has after this `up`'s create or update.
-            **{key: getattr(deployment, key) for key in RUN_KEYS},
+            **{key: getattr(deployment, key) for key in RUN_KEYS if key != "deployment_id"},
+            # The Pulumi id, which is the Prefect id (`id_of`), not the output: in a preview of an in-place update
+            # the engine knows the id but not the outputs that are not inputs (provider_plugin.go `Update` returns
+            # the new inputs as the state of a provider that does not preview), and an unknown id would show this
+            # check as a replacement that `up` never makes.
+            "deployment_id": deployment.id,
             "timeout_seconds": timeout_seconds,
             "tags": list(tags),
             **dict.fromkeys(OUTPUT_ONLY_KEYS),
