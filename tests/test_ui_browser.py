@@ -31,7 +31,9 @@ import docker
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
+from infra.prefect.automation import automation_ui_url
 from infra.prefect.client import deployment_ui_url, flow_run_ui_url, ui_base_url, work_pool_ui_url
+from infra.prefect.notification_block import block_document_ui_url
 from tests.support.docker_env import docker_required
 from tests.support.fake_bored_api import FakeBoredApi
 from tests.support.local_engine import LocalEngine, StackRecord
@@ -271,6 +273,8 @@ CLOUD_API = "https://api.prefect.cloud/api/accounts/0b6b2f4e-0000-4000-8000-0000
 SELF_HOSTED_API = "http://127.0.0.1:4300/api"
 DEPLOYMENT_ID = "7691bd74-fe46-4ca8-b368-d23150e4e51d"
 FLOW_RUN_ID = "3f0c2a9e-5b1d-4c7e-9a26-8d4b1e6f0c53"
+AUTOMATION_ID = "9b2e51c4-7a0d-4f3e-8c61-2d5f0e9a7b14"
+BLOCK_ID = "c4d8a1f2-3e6b-4b9a-a7d0-5f1e2c3b4a69"
 
 
 @pytest.mark.parametrize("api_url", [CLOUD_API, SELF_HOSTED_API], ids=["cloud", "self-hosted"])
@@ -284,6 +288,7 @@ def test_links_match_prefects_own_url_builder(api_url: str) -> None:
         assert deployment_ui_url(api_url, DEPLOYMENT_ID) == url_for("deployment", DEPLOYMENT_ID)
         assert work_pool_ui_url(api_url, "docker pool/1") == url_for("work-pool", "docker pool/1")
         assert flow_run_ui_url(api_url, FLOW_RUN_ID) == url_for("flow-run", FLOW_RUN_ID)
+        assert automation_ui_url(api_url, AUTOMATION_ID) == url_for("automation", AUTOMATION_ID)
 
 
 @pytest.mark.parametrize("api_url", [CLOUD_API, SELF_HOSTED_API], ids=["cloud", "self-hosted"])
@@ -294,6 +299,9 @@ def test_links_match_the_ui_route_table(api_url: str) -> None:
         deployment_ui_url(api_url, DEPLOYMENT_ID): "workspace.deployments.deployment",
         work_pool_ui_url(api_url, "docker pool"): "workspace.work-pools.work-pool",
         flow_run_ui_url(api_url, FLOW_RUN_ID): "workspace.runs.flow-run",
+        # alerts_url, and the block an "already exists" error links to:
+        automation_ui_url(api_url, AUTOMATION_ID): "workspace.automation.view",
+        block_document_ui_url(api_url, BLOCK_ID): "workspace.blocks.block",
         # The link the browser test builds itself, from prefect_ui_url:
         f"{ui_base_url(api_url)}/artifacts/key/{ARTIFACT_KEY}": "workspace.artifacts.artifact.key",
     }
