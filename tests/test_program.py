@@ -25,6 +25,7 @@ from infra.image import content_tag
 from tests.support import pulumi_docker_facts as facts
 from tests.support.local_engine import CONTAINER, DOCKER_PROVIDER, DYNAMIC_PREFIX, IMAGE, reveal
 from tests.support.program_harness import (
+    CLOUD_URL,
     REPO_ROOT,
     ProgramRun,
     ResourceOptions,
@@ -46,10 +47,6 @@ PROBED_SOCKET_GROUP = "4242"
 API_KEY = "pnu_fake-key-for-tests-0123456789"
 REGISTRY_PASSWORD = "registry-password-for-tests-7f3a"
 AUTH_STRING = "admin:auth-string-for-tests-91c2"
-CLOUD_URL = (
-    "https://api.prefect.cloud/api/accounts/0b6b2f4e-1c2d-4e5f-8a9b-0c1d2e3f4a5b"
-    "/workspaces/9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
-)
 
 
 def cloud_stack_config() -> dict[str, str]:

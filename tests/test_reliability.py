@@ -40,6 +40,7 @@ from flows.suggest_activity import ARTIFACT_KEY, FLOW_TIMEOUT_SECONDS
 from tests.support.fake_bored_api import FakeBoredApi, Fault
 from tests.support.fault_proxy import Fault as ApiFault
 from tests.support.fault_proxy import FaultProxy
+from tests.support.journey_stack import TIMEZONE_KEY, StackState, copy_project, run_and_check, stack_config
 from tests.support.local_engine import CONTAINER, DYNAMIC_PREFIX, Drift, LocalEngine, StackRecord
 from tests.support.prefect_server import PrefectServer
 from tests.support.stack_checks import (
@@ -51,7 +52,6 @@ from tests.support.stack_checks import (
     trigger_with,
     wait_for_health,
 )
-from tests.test_end_to_end import TIMEZONE, StackState, copy_project, run_and_check, stack_config
 
 pytestmark = pytest.mark.docker
 
@@ -420,7 +420,7 @@ def test_a_deployment_create_whose_follow_up_read_fails_is_still_recorded(
     assert proxy.faults_served()  # the query really failed
     deployment = only(record, DEPLOYMENT)
     next_run = datetime.fromisoformat(deployment["next_run_time"].replace("Z", "+00:00"))
-    assert (next_run.astimezone(ZoneInfo(TIMEZONE)).hour, next_run.minute) == (9, 0)
+    assert (next_run.astimezone(ZoneInfo(relup.engine.config[TIMEZONE_KEY])).hour, next_run.minute) == (9, 0)
     assert_converged(api, docker_client, record)
 
     proxy.clear_faults()
