@@ -345,6 +345,17 @@ def test_the_smoke_run_checks_what_the_deployment_has_after_this_up(
     assert cloud.one(FLOW_RUN_CHECK).inputs["job_variables"]["image"] == cloud.one(IMAGE).inputs["imageName"]
 
 
+def test_the_smoke_run_waits_for_the_deployment_and_every_worker(dev: ProgramRun, cloud: ProgramRun) -> None:
+    """Ordered after the workers (their `wait`: healthy), so the engine, which creates unordered resources in
+    parallel, does not start the run before a worker can take it, or while an old worker is being replaced."""
+    for run in (dev, cloud):
+        dependencies = run.one(FLOW_RUN_CHECK).options.dependencies
+        workers = run.of_type(CONTAINER)
+        assert workers
+        for resource in (run.one(DEPLOYMENT), *workers):
+            assert resource.options.urn in dependencies, resource.name
+
+
 def test_the_smoke_run_may_take_the_flows_timeout_plus_a_workers_pickup(dev: ProgramRun) -> None:
     """Derived from the flow's own timeout, the worker's poll interval (the dev stack's default) and Prefect's
     allowance for starting a run (the worker's prefetch), read here from their sources."""
