@@ -47,6 +47,9 @@ caught, each by the test named below (+ other tests that failed too):
     alerts-enabled-ignored            test_alerts_can_be_declared_disabled
     run-containers-no-new-privileges  test_cloud_deployment_points_docker_runs_at_the_pushed_image
                                       + test_dev_docker_pool_runs_use_the_unpushed_image_and_reach_the_local_server
+    smoke-run-before-workers          test_the_smoke_run_waits_for_the_deployment_and_every_worker
+    smoke-run-ignores-code-version    test_the_smoke_run_checks_what_the_deployment_has_after_this_up
+    smoke-run-enabled-ignored         test_the_smoke_run_is_exported_and_can_be_turned_off
 
 The same script over the fast tests of main before issue 15's audit (d54a0e6) caught 16 of 23: no fast test
 at all failed for worker-security-opts, pool-template, schedule-active-ignored, pull-when-unpushed,
@@ -54,7 +57,9 @@ deployment-after-image, deployment-after-pool or enforce-parameter-schema. The a
 c0b8a44) had fast tests in tests/test_alerts.py, which expect the trigger from infra.alerts' own
 failure_trigger(): with those (`-m "not docker"`) and test_program.py before its alerts tests, no fast test
 failed for any of the four alerts mutations.
-The smoke run was not in main yet: its wiring (the run's depends_on on the workers) is still to add here.
+The smoke run's three (measured 2026-11-29, `uv run python tests/mutations.py smoke-run-before-workers
+smoke-run-ignores-code-version smoke-run-enabled-ignored`: 3 of 3, each by the named test alone): no fast test
+caught smoke-run-before-workers before test_the_smoke_run_waits_for_the_deployment_and_every_worker was added.
 """
 
 from __future__ import annotations
@@ -270,6 +275,27 @@ MUTATIONS = (
         '"security_opt": ["no-new-privileges:true"]}',
         "}",
         PROGRAM_TESTS + "test_cloud_deployment_points_docker_runs_at_the_pushed_image",
+    ),
+    Mutation(
+        "smoke-run-before-workers",
+        "infra/smoke_run.py",
+        "depends_on=[deployment, *workers]",
+        "depends_on=[deployment]",
+        PROGRAM_TESTS + "test_the_smoke_run_waits_for_the_deployment_and_every_worker",
+    ),
+    Mutation(
+        "smoke-run-ignores-code-version",
+        "infra/prefect/flow_run_check.py",
+        "**{key: getattr(deployment, key) for key in RUN_KEYS},",
+        '**{key: getattr(deployment, key) for key in RUN_KEYS if key != "version"},',
+        PROGRAM_TESTS + "test_the_smoke_run_checks_what_the_deployment_has_after_this_up",
+    ),
+    Mutation(
+        "smoke-run-enabled-ignored",
+        "infra/smoke_run.py",
+        "if not config.smoke_run.enabled:",
+        "if False:",
+        PROGRAM_TESTS + "test_the_smoke_run_is_exported_and_can_be_turned_off",
     ),
 )
 

@@ -33,12 +33,12 @@ from infra.prefect.client import ui_base_url
 from tests.support.engine_secrets import is_secret, plain_paths_holding
 from tests.support.fake_bored_api import FakeBoredApi, Fault
 from tests.support.fault_proxy import FaultProxy
+from tests.support.journey_stack import copy_project
 from tests.support.local_engine import DYNAMIC_PREFIX, LocalEngine, StackRecord
 from tests.support.prefect_server import PrefectServer
 from tests.support.program_harness import ProgramRun, dev_stack_config, run_program
 from tests.support.stack_checks import PrefectApi, stack_containers, trigger_with, wait_for_health
 from tests.support.webhook_receiver import Delivery, WebhookReceiver
-from tests.test_end_to_end import copy_project
 
 BLOCK = f"{DYNAMIC_PREFIX}prefect:NotificationBlock"
 AUTOMATION = f"{DYNAMIC_PREFIX}prefect:Automation"

@@ -23,7 +23,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import secrets
-import shutil
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -47,11 +46,11 @@ from tests.support.docker_env import (
     require_registry,
 )
 from tests.support.fault_proxy import FaultProxy
+from tests.support.journey_stack import copy_project
 from tests.support.local_engine import IMAGE, LocalEngine, StackRecord
 from tests.support.prefect_server import PrefectServer, free_port
-from tests.support.program_harness import REPO_ROOT
+from tests.support.program_harness import CLOUD_URL
 from tests.support.provider_host import CheckFailedError, ProviderCallError, ProviderHost, host_env
-from tests.test_program import CLOUD_URL
 
 pytestmark = pytest.mark.docker
 
@@ -371,15 +370,6 @@ class BadInputEnv:
     registry: RegistrySettings
     policy: RetryPolicy
     fast_failure_seconds: float = 0.0  # an `up` that fails at its first request (see the fixture)
-
-
-def copy_project(destination: Path) -> Path:
-    """The files `pulumi up` uses, isolated from concurrent edits of the working tree."""
-    ignore = shutil.ignore_patterns(
-        ".venv", ".git", ".*cache", "__pycache__", ".pulumi", "benchmarks", "tests"
-    )
-    shutil.copytree(REPO_ROOT, destination, ignore=ignore)
-    return destination
 
 
 @pytest.fixture(scope="module")

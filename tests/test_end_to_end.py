@@ -14,10 +14,8 @@ stay: they are history). Push and the docker pool use a second stack, whose smok
 from __future__ import annotations
 
 import json
-import shutil
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -29,19 +27,22 @@ import infra.worker
 from tests.support.docker_env import RegistrySettings, require_registry
 from tests.support.fake_bored_api import FakeBoredApi, Fault
 from tests.support.fault_proxy import FaultProxy
-from tests.support.local_engine import CONTAINER, DYNAMIC_PREFIX, IMAGE, LocalEngine, StackRecord
+from tests.support.journey_stack import (
+    DEPLOYMENT,
+    SMOKE_RUN_TAG,
+    StackState,
+    copy_project,
+    stack_config,
+)
+from tests.support.local_engine import CONTAINER, DYNAMIC_PREFIX, IMAGE, LocalEngine
 from tests.support.prefect_server import PrefectServer
-from tests.support.program_harness import REPO_ROOT
 from tests.support.socket_forwarder import UnixSocketForwarder
 from tests.support.stack_checks import PrefectApi, stack_containers, wait_for_health
 
 pytestmark = pytest.mark.docker
 
-TIMEZONE = "America/New_York"
-DEPLOYMENT = f"{DYNAMIC_PREFIX}prefect:Deployment"
 WORK_POOL = f"{DYNAMIC_PREFIX}prefect:WorkPool"
 FLOW_RUN_CHECK = f"{DYNAMIC_PREFIX}prefect:FlowRunCheck"
-SMOKE_RUN_TAG = "smoke-run"
 # Short, for the journey whose run no worker takes: a guard of seconds, instead of the flow's 5 minutes.
 PAUSED_POOL_TIMEOUT_SECONDS = 20
 # Outputs that change with nobody editing anything: the worker's heartbeat and the scheduler's next run.
@@ -51,75 +52,12 @@ ORIGINAL_LINE = 'line = f"Suggested activity: '
 CHANGED_LINE = 'line = f"Suggested activity (changed code): '
 
 
-def copy_project(destination: Path) -> Path:
-    """A working copy of the repository, as a user's clone would be (the change journey edits it)."""
-    ignore = shutil.ignore_patterns(".venv", ".git", ".*cache", "__pycache__", ".pulumi", "benchmarks")
-    shutil.copytree(REPO_ROOT, destination, ignore=ignore)
-    return destination
-
-
 @pytest.fixture(scope="module")
 def recording_proxy(prefect_server: PrefectServer) -> Iterator[FaultProxy]:
     """The providers talk to the server through this proxy, which records every request (the no-op journey
     counts writes); the worker talks to the server directly, so its polling is not counted."""
     with FaultProxy(prefect_server.api_url) as proxy:
         yield proxy
-
-
-def stack_config(
-    server: PrefectServer, proxy: FaultProxy, bored_api: FakeBoredApi, pool_name: str
-) -> dict[str, str]:
-    return {
-        "prefect:apiUrl": proxy.api_url,
-        "prefect:workerApiUrl": f"http://host.docker.internal:{server.port}/api",
-        "image:push": "false",
-        "suggest-activity:poolName": pool_name,
-        "suggest-activity:timezone": TIMEZONE,
-        "suggest-activity:workerPollSeconds": "2",
-        "suggest-activity:flowParameters": json.dumps(
-            {"api_url": bored_api.url_for_host("host.docker.internal")}
-        ),
-    }
-
-
-@dataclass
-class StackState:
-    engine: LocalEngine
-    api: PrefectApi
-    project_dir: Path
-    record: StackRecord = field(default_factory=StackRecord)
-
-    def one(self, typ: str) -> dict:
-        (resource,) = self.record.of_type(typ)
-        return resource.outputs
-
-    def up(self) -> StackRecord:
-        """`pulumi up` from the current state; a failed one still records what exists (its `.record`)."""
-        try:
-            self.record = self.engine.up(self.record)
-        except Exception as error:
-            self.record = error.record  # type: ignore[attr-defined]
-            raise
-        return self.record
-
-    def smoke_runs(self) -> list[dict]:
-        """The deployment's smoke runs, oldest first (the scheduled ones carry `auto-scheduled` instead)."""
-        body = {
-            "flow_runs": {
-                "deployment_id": {"any_": [self.one(DEPLOYMENT)["deployment_id"]]},
-                "tags": {"all_": [SMOKE_RUN_TAG]},
-            },
-            "sort": "EXPECTED_START_TIME_ASC",
-        }
-        runs: list[dict] = self.api.post("/flow_runs/filter", body)
-        return runs
-
-    def new_smoke_run(self, known: list[dict]) -> dict:
-        """The one smoke run that is not in `known` (there must be exactly one)."""
-        known_ids = {run["id"] for run in known}
-        new = [run for run in self.smoke_runs() if run["id"] not in known_ids]
-        assert len(new) == 1, [(run["name"], run["state_type"]) for run in new]
-        return new[0]
 
 
 @pytest.fixture(scope="module")
@@ -141,27 +79,6 @@ def process_stack(
     state = StackState(engine, PrefectApi(prefect_server.api_url), project_dir)
     yield state
     engine.destroy(state.record)  # whatever a failed journey left behind
-
-
-def run_and_check(state: StackState, bored_api: FakeBoredApi, docker_client: docker.DockerClient) -> str:
-    """Trigger a run of the deployment, wait for it, and check the artifact holds what the fake API served."""
-    deployment_id = state.one(DEPLOYMENT)["deployment_id"]
-    served_before = len(bored_api.served())
-    run_id = state.api.trigger(deployment_id)
-    run = state.api.wait_for_run(run_id)
-    assert run["state_type"] == "COMPLETED", run["state"]["message"]
-
-    served = bored_api.served()
-    assert len(served) == served_before + 1  # the container really called the fake API, once
-    (artifact,) = state.api.artifacts_of(run_id)
-    assert artifact["key"] == "activity-suggestion"
-    assert artifact["data"].splitlines()[0] == f"# {served[-1]['activity']}"
-
-    worker_logs = "".join(
-        c.logs().decode(errors="replace") for c in stack_containers(docker_client, state.engine.stack)
-    )
-    assert run_id in worker_logs
-    return run_id
 
 
 def assert_proven_by_one_completed_run(
@@ -218,8 +135,11 @@ def test_up_from_nothing_is_proven_by_one_completed_run(
     (schedule,) = deployment["schedules"]
     assert schedule["slug"] == "daily-0900"
     assert schedule["schedule"]["cron"] == "0 9 * * *"
+    assert schedule["schedule"]["timezone"] == process_stack.timezone
     for run in process_stack.api.wait_for_scheduled_runs(deployment_id):
-        start = datetime.fromisoformat(run["expected_start_time"]).astimezone(ZoneInfo(TIMEZONE))
+        start = datetime.fromisoformat(run["expected_start_time"]).astimezone(
+            ZoneInfo(process_stack.timezone)
+        )
         assert (start.hour, start.minute) == (9, 0)
         assert SMOKE_RUN_TAG not in run["tags"]  # the UI tells the daily runs from the smoke runs
     assert process_stack.record.exports["next_run_time"]

@@ -15,8 +15,7 @@ import pytest
 
 from infra.config import StackConfigError
 from infra.prefect import WorkPoolProvider, cron_problem, name_problem
-from tests.support.program_harness import dev_stack_config, run_program
-from tests.test_program import CLOUD_URL
+from tests.support.program_harness import CLOUD_URL, dev_stack_config, run_program
 
 SECRET_KEYS = ("prefect:apiKey", "prefect:authString", "image:password")
 PUSH = {"image:registry": "localhost:5000/team", "image:username": "ci", "image:password": "registry-pass"}

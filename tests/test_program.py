@@ -25,6 +25,7 @@ from infra.image import content_tag
 from tests.support import pulumi_docker_facts as facts
 from tests.support.local_engine import CONTAINER, DOCKER_PROVIDER, DYNAMIC_PREFIX, IMAGE, reveal
 from tests.support.program_harness import (
+    CLOUD_URL,
     REPO_ROOT,
     ProgramRun,
     ResourceOptions,
@@ -46,10 +47,6 @@ PROBED_SOCKET_GROUP = "4242"
 API_KEY = "pnu_fake-key-for-tests-0123456789"
 REGISTRY_PASSWORD = "registry-password-for-tests-7f3a"
 AUTH_STRING = "admin:auth-string-for-tests-91c2"
-CLOUD_URL = (
-    "https://api.prefect.cloud/api/accounts/0b6b2f4e-1c2d-4e5f-8a9b-0c1d2e3f4a5b"
-    "/workspaces/9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
-)
 
 
 def cloud_stack_config() -> dict[str, str]:
@@ -347,6 +344,17 @@ def test_the_smoke_run_checks_what_the_deployment_has_after_this_up(
             assert check[key] == deployment[key], key
         assert check["tags"] == ["smoke-run"]
     assert cloud.one(FLOW_RUN_CHECK).inputs["job_variables"]["image"] == cloud.one(IMAGE).inputs["imageName"]
+
+
+def test_the_smoke_run_waits_for_the_deployment_and_every_worker(dev: ProgramRun, cloud: ProgramRun) -> None:
+    """Ordered after the workers (their `wait`: healthy), so the engine, which creates unordered resources in
+    parallel, does not start the run before a worker can take it, or while an old worker is being replaced."""
+    for run in (dev, cloud):
+        dependencies = run.one(FLOW_RUN_CHECK).options.dependencies
+        workers = run.of_type(CONTAINER)
+        assert workers
+        for resource in (run.one(DEPLOYMENT), *workers):
+            assert resource.options.urn in dependencies, resource.name
 
 
 def test_the_smoke_run_may_take_the_flows_timeout_plus_a_workers_pickup_and_start(dev: ProgramRun) -> None:

@@ -36,7 +36,6 @@ import contextlib
 import json
 import re
 import secrets
-import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -56,9 +55,9 @@ from tests.support.docker_env import RegistrySettings, require_registry
 from tests.support.engine_secrets import leaves
 from tests.support.fake_bored_api import FakeBoredApi
 from tests.support.fault_proxy import Fault, FaultProxy
+from tests.support.journey_stack import copy_project, quiet_timezone
 from tests.support.local_engine import CONTAINER, DYNAMIC_PREFIX, IMAGE, LocalEngine, StackRecord
 from tests.support.prefect_server import PrefectServer
-from tests.support.program_harness import REPO_ROOT
 from tests.support.provider_host import ProviderCallError, ProviderHost, host_env
 from tests.support.stack_checks import PrefectApi
 
@@ -152,15 +151,6 @@ class AppliedStack:
         return resource.outputs
 
 
-def copy_project(destination: Path) -> Path:
-    """The files `pulumi up` uses, isolated from concurrent edits of the working tree."""
-    ignore = shutil.ignore_patterns(
-        ".venv", ".git", ".*cache", "__pycache__", ".pulumi", "benchmarks", "tests"
-    )
-    shutil.copytree(REPO_ROOT, destination, ignore=ignore)
-    return destination
-
-
 def authed_api(server: PrefectServer, auth_string: str | None) -> PrefectApi:
     api = PrefectApi(server.api_url)
     if auth_string:
@@ -209,6 +199,7 @@ def docker_stack(
         "image:username": registry.username,
         "image:password": registry.password,
         "suggest-activity:poolName": "sec-docker",
+        "suggest-activity:timezone": quiet_timezone(),
         "suggest-activity:poolType": "docker",
         "suggest-activity:workerPollSeconds": "1",
         "suggest-activity:flowParameters": json.dumps(
@@ -253,6 +244,7 @@ def process_stack(
         "prefect:apiKey": API_KEY,
         "image:push": "false",
         "suggest-activity:poolName": "sec-process",
+        "suggest-activity:timezone": quiet_timezone(),
         "suggest-activity:workerPollSeconds": "1",
         "suggest-activity:smokeRun": "false",  # see the module docstring
         "alerts:webhookUrl": WEBHOOK_URL,

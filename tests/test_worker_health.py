@@ -27,11 +27,11 @@ from docker.types import Healthcheck
 import infra.worker
 from tests.support.auth_server import basic_auth_server
 from tests.support.docker_env import build_image
+from tests.support.journey_stack import copy_project, quiet_timezone
 from tests.support.local_engine import CONTAINER, LocalEngine, StackRecord, reveal
 from tests.support.prefect_server import PrefectServer, free_port
 from tests.support.program_harness import REPO_ROOT, run_program
 from tests.support.stack_checks import PrefectApi, stack_containers
-from tests.test_end_to_end import copy_project
 from worker.healthcheck import Unhealthy, check_api
 
 STACK, POOL = "whealth", "wh-health"
@@ -276,6 +276,7 @@ def test_up_fails_when_the_worker_cannot_reach_the_api_and_the_worker_log_names_
         "prefect:workerApiUrl": wrong_url,
         "image:push": "false",
         "suggest-activity:poolName": "wh-up",
+        "suggest-activity:timezone": quiet_timezone(),
     }
     engine = LocalEngine(
         project_dir=project_dir, stack="whup", config=config, secret_keys=[], docker_client=docker_client

@@ -27,11 +27,11 @@ import docker
 import pytest
 
 from tests.support.fake_bored_api import FakeBoredApi, Fault
+from tests.support.journey_stack import StackState, copy_project, quiet_timezone
 from tests.support.local_engine import CONTAINER, DYNAMIC_PREFIX, LocalEngine
 from tests.support.prefect_server import PrefectServer
 from tests.support.program_harness import REPO_ROOT
 from tests.support.stack_checks import PrefectApi, stack_containers, wait_for_health
-from tests.test_end_to_end import StackState, copy_project
 
 STACK, POOL = "whstop", "wh-stop"
 DEPLOYMENT = f"{DYNAMIC_PREFIX}prefect:Deployment"
@@ -131,6 +131,7 @@ def stopping_stack(
         "prefect:workerApiUrl": f"http://host.docker.internal:{prefect_server.port}/api",
         "image:push": "false",
         "suggest-activity:poolName": POOL,
+        "suggest-activity:timezone": quiet_timezone(),
         "suggest-activity:workerPollSeconds": "2",
         # These tests start the run they need (one that hangs); a smoke run in `up` would only cost time.
         "suggest-activity:smokeRun": "false",

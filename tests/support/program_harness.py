@@ -24,6 +24,11 @@ from pulumi.runtime.mocks import MockMonitor
 
 PROJECT = "suggest-activity"
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# A Prefect Cloud workspace URL of the right shape (no such account): the cloud-stack tests point at it.
+CLOUD_URL = (
+    "https://api.prefect.cloud/api/accounts/0b6b2f4e-1c2d-4e5f-8a9b-0c1d2e3f4a5b"
+    "/workspaces/9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
+)
 
 
 @dataclass(frozen=True)
