@@ -50,6 +50,7 @@ caught, each by the test named below (+ other tests that failed too):
     smoke-run-before-workers          test_the_smoke_run_waits_for_the_deployment_and_every_worker
     smoke-run-ignores-code-version    test_the_smoke_run_checks_what_the_deployment_has_after_this_up
     smoke-run-enabled-ignored         test_the_smoke_run_is_exported_and_can_be_turned_off
+    smoke-run-deployment-by-output    test_the_smoke_run_checks_what_the_deployment_has_after_this_up
 
 The same script over the fast tests of main before issue 15's audit (d54a0e6) caught 16 of 23: no fast test
 at all failed for worker-security-opts, pool-template, schedule-active-ignored, pull-when-unpushed,
@@ -286,8 +287,15 @@ MUTATIONS = (
     Mutation(
         "smoke-run-ignores-code-version",
         "infra/prefect/flow_run_check.py",
-        "**{key: getattr(deployment, key) for key in RUN_KEYS},",
-        '**{key: getattr(deployment, key) for key in RUN_KEYS if key != "version"},',
+        '**{key: getattr(deployment, key) for key in RUN_KEYS if key != "deployment_id"},',
+        '**{key: getattr(deployment, key) for key in RUN_KEYS if key not in ("deployment_id", "version")},',
+        PROGRAM_TESTS + "test_the_smoke_run_checks_what_the_deployment_has_after_this_up",
+    ),
+    Mutation(
+        "smoke-run-deployment-by-output",
+        "infra/prefect/flow_run_check.py",
+        '"deployment_id": deployment.id,',
+        '"deployment_id": deployment.deployment_id,',
         PROGRAM_TESTS + "test_the_smoke_run_checks_what_the_deployment_has_after_this_up",
     ),
     Mutation(
