@@ -115,6 +115,8 @@ def stack(
         # Not the dev stack's Athens: a zone where 09:00 is hours away, so no scheduled run joins the smoke run.
         "suggest-activity:timezone": quiet_timezone(),
         "suggest-activity:workerPollSeconds": "2",
+        # Alerts on, so that alerts_url opens an automation; the smoke run completes, so nothing is sent.
+        "alerts:webhookUrl": "http://127.0.0.1:9/ui-test-alerts",
         "suggest-activity:flowParameters": json.dumps(
             {"api_url": bored_api.url_for_host("host.docker.internal")}
         ),
@@ -123,7 +125,7 @@ def stack(
         project_dir=REPO_ROOT,
         stack=STACK,
         config=config,
-        secret_keys=["prefect:authString"],
+        secret_keys=["prefect:authString", "alerts:webhookUrl"],
         docker_client=docker_client,
     )
     record = StackRecord()
@@ -241,6 +243,11 @@ def see_artifact(page: Page, stack: UiStack) -> None:
     screenshot(page, "artifact")
 
 
+def see_alerts_automation(page: Page, stack: UiStack) -> None:
+    # infra/alerts.py names it after the flow, the deployment and the stack.
+    expect(page.get_by_text(f"suggest-activity/daily ({STACK}): run failed or late").first).to_be_visible()
+
+
 @dataclass(frozen=True)
 class Link:
     name: str
@@ -253,6 +260,7 @@ LINKS = [
     Link("deployment_url", lambda s: s.exports["deployment_url"], see_deployment),
     Link("work_pool_url", lambda s: s.exports["work_pool_url"], see_pool_with_worker_online),
     Link("smoke_run_url", lambda s: s.exports["smoke_run_url"], see_completed_run),
+    Link("alerts_url", lambda s: s.exports["alerts_url"], see_alerts_automation),
     Link("artifact", lambda s: f"{s.exports['prefect_ui_url']}/artifacts/key/{ARTIFACT_KEY}", see_artifact),
 ]
 
