@@ -19,7 +19,7 @@ endif
 DEV_TARGETS := server dev-config
 endif
 
-.PHONY: up setup deps stack passphrase server dev-config down server-stop run-once test lint test-services screenshots
+.PHONY: up setup deps stack passphrase server dev-config down server-stop run-once test test-random lint test-services screenshots
 
 up: setup ## setup, then `pulumi up --yes --stack $(STACK)`: build the image, create the pool, worker and deployment
 	pulumi up --yes --stack $(STACK)
@@ -78,6 +78,10 @@ run-once: ## run the flow once here, against the real Bored API, and print the a
 test: ## the whole test suite (needs Docker; in CI scripts/test-services.sh starts it)
 	uv sync --locked
 	uv run pytest
+
+test-random: ## the suite in a random order (journey steps keep theirs); SEED=<n> repeats the order a run printed
+	uv sync --locked
+	uv run pytest --random-order-bucket=module $(if $(SEED),--random-order-seed=$(SEED))
 
 lint: ## ruff, mypy, and the GitHub Actions workflows: actionlint (with shellcheck on run: scripts) and zizmor
 	uv run ruff check .

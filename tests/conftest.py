@@ -24,6 +24,9 @@ from tests.support.provider_host import BoundResource, ProviderHost, host_env
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
+# Journeys (tests/support/journeys.py) and pytester, which the journeys' own tests use.
+pytest_plugins = ["tests.support.journeys", "pytester"]
+
 
 @pytest.fixture(scope="session")
 def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:

@@ -40,6 +40,8 @@ from tests.support.program_harness import ProgramRun, dev_stack_config, run_prog
 from tests.support.stack_checks import PrefectApi, stack_containers, trigger_with, wait_for_health
 from tests.support.webhook_receiver import Delivery, WebhookReceiver
 
+pytestmark = pytest.mark.journey(over="stack")  # the tests on the applied stack are steps, in file order
+
 BLOCK = f"{DYNAMIC_PREFIX}prefect:NotificationBlock"
 AUTOMATION = f"{DYNAMIC_PREFIX}prefect:Automation"
 DEPLOYMENT = f"{DYNAMIC_PREFIX}prefect:Deployment"

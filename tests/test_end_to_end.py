@@ -39,7 +39,7 @@ from tests.support.prefect_server import PrefectServer
 from tests.support.socket_forwarder import UnixSocketForwarder
 from tests.support.stack_checks import PrefectApi, stack_containers, wait_for_health
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.journey(over="process_stack")]
 
 WORK_POOL = f"{DYNAMIC_PREFIX}prefect:WorkPool"
 FLOW_RUN_CHECK = f"{DYNAMIC_PREFIX}prefect:FlowRunCheck"

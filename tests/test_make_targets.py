@@ -37,6 +37,8 @@ from tests.support.make_runner import MakeRunner, fresh_clone
 from tests.support.prefect_server import free_port
 from tests.support.program_harness import REPO_ROOT
 
+pytestmark = pytest.mark.journey(over="dev")  # `make up` … `make down` on one clone and server
+
 DEV_UP = ["stack select --create dev", "up --yes --stack dev"]
 
 

@@ -34,7 +34,7 @@ from tests.support.prefect_server import PrefectServer
 from tests.support.program_harness import REPO_ROOT
 from tests.support.stack_checks import PrefectApi, stack_containers
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.journey(over="cli_stack")]
 
 STACK = "cli"
 POOL = "cli-process"

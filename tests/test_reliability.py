@@ -53,7 +53,7 @@ from tests.support.stack_checks import (
     wait_for_health,
 )
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.journey(over="rel")]
 
 DEPLOYMENT = f"{DYNAMIC_PREFIX}prefect:Deployment"
 WORK_POOL = f"{DYNAMIC_PREFIX}prefect:WorkPool"

@@ -33,6 +33,8 @@ from tests.support.prefect_server import PrefectServer
 from tests.support.program_harness import REPO_ROOT
 from tests.support.stack_checks import PrefectApi, stack_containers, wait_for_health
 
+pytestmark = pytest.mark.journey(over="stopping_stack")
+
 STACK, POOL = "whstop", "wh-stop"
 DEPLOYMENT = f"{DYNAMIC_PREFIX}prefect:Deployment"
 # What Prefect's flow engine reports for a run ended by SIGTERM (prefect/states.py, exception_to_crashed_state:

@@ -248,8 +248,10 @@ def _make_handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
 
             if rule is not None:
                 if isinstance(rule.fault.value, int):
+                    record(
+                        rule.fault.value, rule.fault
+                    )  # before the answer: a caller never outruns the record
                     self._send_status(rule.fault.value, rule.retry_after)
-                    record(rule.fault.value, rule.fault)
                     return
                 if rule.fault is not Fault.LOST_ANSWER:
                     record(None, rule.fault)
@@ -278,6 +280,7 @@ def _make_handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
                 record(None, rule.fault)
                 self._reset()
                 return
+            record(response.status)  # before the answer, as above
             self.send_response(response.status, response.reason)
             for key, value in response.getheaders():
                 if key.lower() not in HOP_BY_HOP:
@@ -286,7 +289,6 @@ def _make_handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             if method != "HEAD":
                 self.wfile.write(data)
-            record(response.status)
 
         def _send_status(self, status: int, retry_after: str | None) -> None:
             payload = json.dumps({"detail": f"fault injected by test proxy ({status})"}).encode()
