@@ -19,7 +19,7 @@ from infra.prefect import WorkPoolProvider
 from tests.support.docker_env import require_docker
 from tests.support.fake_bored_api import FakeBoredApi
 from tests.support.fault_proxy import FaultProxy
-from tests.support.prefect_server import PatientTransport, PrefectServer
+from tests.support.prefect_server import PatientTransport, PrefectServer, ReservedPort
 from tests.support.provider_host import BoundResource, ProviderHost, host_env
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -99,6 +99,14 @@ def cleanup(api: httpx.Client) -> Iterator[Callable[[str], None]]:
 
 
 # --- the stack's surroundings, for the tests that apply the program for real -----------------------------
+
+
+@pytest.fixture(scope="module")
+def closed_port() -> Iterator[int]:
+    """A port that refuses connections while the module runs: bound on every interface and never listening, so no
+    other process is given it meanwhile (unlike a port `free_port()` found free a moment ago)."""
+    with ReservedPort() as port:
+        yield port.port
 
 
 @pytest.fixture(scope="module")

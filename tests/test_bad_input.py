@@ -48,9 +48,10 @@ from tests.support.docker_env import (
 from tests.support.fault_proxy import FaultProxy
 from tests.support.journey_stack import copy_project
 from tests.support.local_engine import IMAGE, LocalEngine, StackRecord
-from tests.support.prefect_server import PrefectServer, free_port
+from tests.support.prefect_server import PrefectServer
 from tests.support.program_harness import CLOUD_URL
 from tests.support.provider_host import CheckFailedError, ProviderCallError, ProviderHost, host_env
+from tests.support.stack_checks import stack_containers
 
 pytestmark = pytest.mark.docker
 
@@ -369,6 +370,7 @@ class BadInputEnv:
     project_dir: Path
     registry: RegistrySettings
     policy: RetryPolicy
+    closed_port: int  # refuses connections (the `closed-port` rows' API)
     fast_failure_seconds: float = 0.0  # an `up` that fails at its first request (see the fixture)
 
 
@@ -380,7 +382,10 @@ def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectSer
 
 @pytest.fixture(scope="module")
 def env(
-    tmp_path_factory: pytest.TempPathFactory, prefect_server: PrefectServer, auth_server: PrefectServer
+    tmp_path_factory: pytest.TempPathFactory,
+    prefect_server: PrefectServer,
+    auth_server: PrefectServer,
+    closed_port: int,
 ) -> BadInputEnv:
     client = require_docker(base_image="python:3.12-slim")
     environment = BadInputEnv(
@@ -390,6 +395,7 @@ def env(
         project_dir=copy_project(tmp_path_factory.mktemp("bad-input") / "suggest-activity"),
         registry=require_registry(),
         policy=RetryPolicy.from_env(),  # the provider host inherits this process's environment
+        closed_port=closed_port,
     )
     # The baseline of the unreachable-API bound: what an `up` costs that fails at its first request (a 401):
     # provider host, program, image build. The first run warms the build cache; the second is measured.
@@ -418,7 +424,7 @@ def api_url_for(env: BadInputEnv, target: Target, proxy: FaultProxy | None) -> s
     if target == "auth-server":
         return env.auth_server.api_url
     if target == "closed-port":
-        return f"http://127.0.0.1:{free_port()}/api"  # free_port() closes its socket: nothing listens there
+        return f"http://127.0.0.1:{env.closed_port}/api"
     assert proxy is not None
     return f"{proxy.base_url}/api/accounts/{ACCOUNT}/workspaces/{WORKSPACE}"
 
@@ -545,9 +551,9 @@ class ServerView:
         return self.http.get(f"/work_pools/{quote(name, safe='')}").status_code
 
 
-def stack_containers(client: docker.DockerClient, stack: str, names: list[str]) -> list[str]:
+def container_names(client: docker.DockerClient, stack: str, names: list[str]) -> list[str]:
     """Containers of the stack: by the label the program sets, and by the worker names it would use."""
-    found = {c.name for c in client.containers.list(all=True, filters={"label": f"pulumi.stack={stack}"})}
+    found = {c.name for c in stack_containers(client, stack)}
     for name in names:
         with contextlib.suppress(docker.errors.NotFound):
             found.add(client.containers.get(name).name)
@@ -631,7 +637,7 @@ def test_bad_input_fails_clearly_and_creates_nothing(row: Row, env: BadInputEnv)
         assert outcome.created == []
         assert view.objects() == before
         assert view.pool_status(pool_name) == 404
-        assert stack_containers(env.docker, stack, names) == []
+        assert container_names(env.docker, stack, names) == []
 
         if row.target == "closed-port":
             # Bounded: the retry policy's worst case on top of an `up` that fails at its first request.

@@ -6,7 +6,6 @@ No Docker and no server here: tests/test_end_to_end.py applies the same declarat
 from __future__ import annotations
 
 import base64
-import shutil
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +22,7 @@ from flows.suggest_activity import suggest_activity
 from infra.config import StackConfigError
 from infra.image import content_tag
 from tests.support import pulumi_docker_facts as facts
+from tests.support.journey_stack import copy_project
 from tests.support.local_engine import CONTAINER, DOCKER_PROVIDER, DYNAMIC_PREFIX, IMAGE, reveal
 from tests.support.program_harness import (
     CLOUD_URL,
@@ -542,8 +542,7 @@ def test_all_problems_are_reported_together() -> None:
 
 
 def test_image_tag_is_stable_and_follows_the_flow_code(tmp_path: Path) -> None:
-    copy = tmp_path / "repo"
-    shutil.copytree(REPO_ROOT, copy, ignore=shutil.ignore_patterns(".venv", ".git", ".*cache", "__pycache__"))
+    copy = copy_project(tmp_path / "repo")
     tag = content_tag(copy, "python:3.12-slim")
     assert content_tag(copy, "python:3.12-slim") == tag == content_tag(REPO_ROOT, "python:3.12-slim")
     (copy / "tests" / "unrelated.py").write_text("# not in the image\n")

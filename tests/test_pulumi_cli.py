@@ -30,8 +30,8 @@ import pytest
 from pulumi import automation as auto
 
 from tests.support.fake_bored_api import FakeBoredApi
+from tests.support.journey_stack import copy_project
 from tests.support.prefect_server import PrefectServer
-from tests.support.program_harness import REPO_ROOT
 from tests.support.stack_checks import PrefectApi, stack_containers
 
 pytestmark = [pytest.mark.docker, pytest.mark.journey(over="cli_stack")]
@@ -83,10 +83,7 @@ def cli_stack(
     """A copy of the repository as a user's clone, a local state backend, and the stack's config; destroyed at the end
     whatever the journey did."""
     tmp_path = tmp_path_factory.mktemp("pulumi-cli")
-    project_dir = tmp_path / "suggest-activity"
-    shutil.copytree(
-        REPO_ROOT, project_dir, ignore=shutil.ignore_patterns(".venv", ".git", ".pulumi", "*cache*")
-    )
+    project_dir = copy_project(tmp_path / "suggest-activity")
     workspace = auto.LocalWorkspace(
         work_dir=str(project_dir),
         env_vars={

@@ -79,7 +79,10 @@ def test_provider_is_pickled_by_reference_without_state() -> None:
 
 def test_settings_come_from_configure(created: Created, proxy: FaultProxy) -> None:
     """The host has no PREFECT_API_URL: the create reached the server through the configured URL."""
-    assert any(r.path == "/api/work_pools/" and r.method == "POST" for r in proxy.requests)
+    assert any(
+        r.path == "/api/work_pools/" and r.method == "POST" and r.body["name"] == created.name
+        for r in proxy.requests
+    )
     assert created.outputs["ui_url"] == f"{proxy.base_url}/work-pools/work-pool/{created.name}"
 
 

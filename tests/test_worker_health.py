@@ -29,7 +29,7 @@ from tests.support.auth_server import basic_auth_server
 from tests.support.docker_env import build_image
 from tests.support.journey_stack import copy_project, quiet_timezone
 from tests.support.local_engine import CONTAINER, LocalEngine, StackRecord, reveal
-from tests.support.prefect_server import PrefectServer, free_port
+from tests.support.prefect_server import PrefectServer
 from tests.support.program_harness import REPO_ROOT, run_program
 from tests.support.stack_checks import PrefectApi, stack_containers
 from worker.healthcheck import Unhealthy, check_api
@@ -200,12 +200,13 @@ def test_a_worker_that_reaches_its_api_and_pool_is_healthy(
 @pytest.mark.docker
 def test_a_worker_pointed_at_a_wrong_address_is_unhealthy_and_says_which_url(
     docker_client: docker.DockerClient,
+    closed_port: int,
     image: str,
     prefect_server: PrefectServer,
     pool: str,
     workers: list[Any],
 ) -> None:
-    wrong_url = f"http://host.docker.internal:{free_port()}/api"  # nothing listens there
+    wrong_url = f"http://host.docker.internal:{closed_port}/api"  # nothing listens there
     worker = start_worker(docker_client, image, declared_worker(prefect_server.api_url, wrong_url), workers)
 
     probe = verdict(worker, "unhealthy")
@@ -258,6 +259,7 @@ def test_up_fails_when_the_worker_cannot_reach_the_api_and_the_worker_log_names_
     tmp_path_factory: pytest.TempPathFactory,
     docker_client: docker.DockerClient,
     prefect_server: PrefectServer,
+    closed_port: int,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The real program through the local engine: the pool is created (the providers reach the API), the worker
@@ -267,7 +269,7 @@ def test_up_fails_when_the_worker_cannot_reach_the_api_and_the_worker_log_names_
     `docker logs`, where the README's Troubleshooting sends users (the failed container stays: the provider
     keeps a create that failed its wait, tainted). Today's local engine also copies them into its error; that is
     not asserted, so the test holds when the engine says exactly what pulumi-docker says."""
-    wrong_url = f"http://host.docker.internal:{free_port()}/api"
+    wrong_url = f"http://host.docker.internal:{closed_port}/api"
     # The healthcheck runs every 10 s and the worker logs each failure: 30 s show it, the declared 180 s only cost CI.
     monkeypatch.setattr(infra.worker, "WAIT_TIMEOUT_SECONDS", 30)
     project_dir = copy_project(tmp_path_factory.mktemp("worker-health-up") / "suggest-activity")

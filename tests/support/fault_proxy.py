@@ -75,7 +75,7 @@ class RecordedRequest:
     headers: dict[str, str]
     body: Any  # decoded JSON, raw text, or None
     fault: Fault | None
-    status: int | None  # the status the client received (None for reset/stall/upstream failure)
+    status: int | None  # the status the proxy answered with (None for reset/stall/upstream failure)
     at: float  # time.monotonic() when the request arrived
 
     @property
@@ -129,6 +129,7 @@ class FaultProxy(BackgroundHttpServer):
         self._port = port
         self._rules: list[_Rule] = []
         self._requests: list[RecordedRequest] = []
+        self._cleared_at = 0.0  # a request that arrived before the last clear_requests() is not recorded
         self._lock = threading.Lock()
         self._stopping = threading.Event()
 
@@ -213,10 +214,12 @@ class FaultProxy(BackgroundHttpServer):
     def clear_requests(self) -> None:
         with self._lock:
             self._requests.clear()
+            self._cleared_at = time.monotonic()
 
     def _record(self, request: RecordedRequest) -> None:
         with self._lock:
-            self._requests.append(request)
+            if request.at >= self._cleared_at:  # not a late answer to a request an earlier test made
+                self._requests.append(request)
 
 
 def _decode(body: bytes) -> Any:

@@ -26,8 +26,8 @@ from tests.support.stack_checks import PrefectApi, stack_containers
 DEPLOYMENT = f"{DYNAMIC_PREFIX}prefect:Deployment"
 SMOKE_RUN_TAG = "smoke-run"
 TIMEZONE_KEY = "suggest-activity:timezone"
-# Zones whose UTC offsets are spread around the clock (-10 .. +14): whatever the hour, one of them is within about
-# 2 hours of 21:00 local, i.e. about 12 hours from the product's 09:00.
+# Zones whose UTC offsets are spread around the clock (-10 .. +14): whatever the hour, one of them is within 2.5
+# hours of 21:00 local (the widest gap between them is 5 hours), i.e. at least 9.5 hours from the product's 09:00.
 CANDIDATE_ZONES = (
     "UTC",
     "Europe/Athens",

@@ -2,13 +2,15 @@
 
 A module declares `pytestmark = pytest.mark.journey(over="<fixture>")`: its tests that use that fixture are steps,
 run in file order, each starting from the state the step before it left (applying a stack for every step would
-double CI time). The dependency is made explicit here:
+double CI time). The dependency is made explicit here. A step runs only when every earlier step of its journey
+passed earlier in this session; otherwise it fails at setup with one line that names the step to look at:
 
-- the steps are never reordered, not even by `--random-order` (the module's other tests still are);
-- once a step fails, the later steps fail at once with a one-line pointer to it, instead of each failing on
-  the state it left with a traceback of its own: one defect reports once;
-- a step whose earlier steps were not selected (`-k`, `--lf`) fails with the steps to select, instead of
-  running on a stack they never set up.
+- after a step failed (in setup, call or teardown), the later steps point to it instead of each failing on the
+  state it left with a traceback of its own: one defect reports once; after a step skipped, they skip too (a skip
+  happens only where the CI flag allows it: the Pulumi CLI journey on a machine without the CLI);
+- a step whose earlier steps were not run first (`-k`, `--lf`, `--ff`, `--nf`, a node id) names them, instead of
+  running on a stack they never set up;
+- pytest-random-order never reorders the steps (the module's other tests it still shuffles).
 
 Later steps fail rather than skip: under the CI flag a skip is not allowed to pass for a result.
 """
@@ -20,14 +22,17 @@ from dataclasses import dataclass, field
 
 import pytest
 
-JOURNEY_KEY = pytest.StashKey["Journey"]()
+JOURNEY_KEY = pytest.StashKey["Journey"]()  # on each step: its journey
+JOURNEYS_KEY = pytest.StashKey[
+    dict[tuple[str, str], "Journey"]
+]()  # on the config: (file, fixture) -> journey
 
 
 @dataclass
 class Journey:
     over: str  # the module fixture the steps share
-    steps: list[str] = field(default_factory=list)  # node ids, in file order, as collected
-    failed_step: str | None = None
+    steps: list[str] = field(default_factory=list)  # node ids in file order, as the module defines them
+    outcomes: dict[str, str] = field(default_factory=dict)  # node id -> "passed", "failed" or "skipped"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -35,29 +40,37 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "journey(over=fixture): the module's tests using that fixture are ordered steps on one shared stack",
     )
+    config.stash[JOURNEYS_KEY] = {}
 
 
 def _journey_over(item: pytest.Item) -> str | None:
-    marker = item.get_closest_marker("journey")
-    if marker is None:
-        return None
-    over = marker.kwargs["over"]
-    return over if over in getattr(item, "fixturenames", ()) else None
+    fixtures = getattr(item, "fixturenames", ())
+    overs = [marker.kwargs["over"] for marker in item.iter_markers("journey")]
+    return next((over for over in overs if over in fixtures), None)
 
 
-@pytest.hookimpl(
-    tryfirst=True
-)  # before `-k`/`-m` deselect steps, and before pytest-random-order shuffles them
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    journeys: dict[tuple[str, str], Journey] = {}
-    for item in items:
-        over = _journey_over(item)
-        if over is None:
-            continue
-        journey = journeys.setdefault((item.module.__name__, over), Journey(over))  # type: ignore[attr-defined]
-        journey.steps.append(item.nodeid)
-        item.stash[JOURNEY_KEY] = journey
-        item.add_marker(pytest.mark.random_order(disabled=True))
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_make_collect_report(
+    collector: pytest.Collector,
+) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+    # The innermost wrapper sees a module's tests before `--lf` drops the ones that passed last time.
+    report = yield
+    journeys = collector.config.stash[JOURNEYS_KEY]
+    for item in report.result:
+        over = _journey_over(item) if isinstance(item, pytest.Item) else None
+        if over is not None:
+            journey = journeys.setdefault((item.nodeid.partition("::")[0], over), Journey(over))
+            journey.steps.append(item.nodeid)
+            item.stash[JOURNEY_KEY] = journey
+    return report
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-random-order shuffles
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.pluginmanager.hasplugin("random_order"):
+        for item in items:
+            if JOURNEY_KEY in item.stash:
+                item.add_marker(pytest.mark.random_order(disabled=True))
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -65,32 +78,41 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     journey = item.stash.get(JOURNEY_KEY, None)
     if journey is None:
         return
-    selected = {other.nodeid for other in item.session.items}
     earlier = journey.steps[: journey.steps.index(item.nodeid)]
-    missing = [step.rpartition("::")[2] for step in earlier if step not in selected]
-    if missing:
+    not_run = [step.rpartition("::")[2] for step in earlier if step not in journey.outcomes]
+    if not_run:
         pytest.fail(
-            f"not run: this step continues the `{journey.over}` journey from steps that were not selected: "
-            f"{', '.join(missing)}. Select them too (or run the whole module).",
+            f"not run: this step continues the `{journey.over}` journey from steps that did not run before it: "
+            f"{', '.join(not_run)}. Run the whole module (or select those steps too, in file order).",
             pytrace=False,
         )
-    if journey.failed_step is not None:
-        pytest.fail(
-            f"not run: journey step {journey.failed_step} failed first, and this step continues from the "
-            f"`{journey.over}` stack it left. Fix that failure; this step's result would only repeat it.",
-            pytrace=False,
-        )
+    for step in earlier:
+        if (
+            journey.outcomes[step] == "skipped"
+        ):  # where a skip is allowed (a tool this machine lacks): skip too
+            pytest.skip(
+                f"journey step {step.rpartition('::')[2]} skipped first, and this step continues from it"
+            )
+        if journey.outcomes[step] != "passed":
+            pytest.fail(
+                f"not run: journey step {step.rpartition('::')[2]} {journey.outcomes[step]} first, and this "
+                f"step continues from the `{journey.over}` stack it left. Look at that step; this one would "
+                "only repeat it.",
+                pytrace=False,
+            )
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, None, None]:
-    outcome = yield
-    report: pytest.TestReport = outcome.get_result()
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
     journey = item.stash.get(JOURNEY_KEY, None)
-    if (
-        journey is not None
-        and report.failed
-        and report.when in ("setup", "call")
-        and journey.failed_step is None
-    ):
-        journey.failed_step = item.name
+    if journey is not None and journey.outcomes.get(item.nodeid) not in ("failed", "skipped"):
+        if report.failed:
+            journey.outcomes[item.nodeid] = "failed"
+        elif report.skipped:
+            journey.outcomes[item.nodeid] = "skipped"
+        elif report.when == "call":
+            journey.outcomes[item.nodeid] = "passed"
+    return report

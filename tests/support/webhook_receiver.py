@@ -44,11 +44,13 @@ class WebhookReceiver(BackgroundHttpServer):
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 delivery = Delivery(self.command, self.path, dict(self.headers.items()), body)
-                self.send_response(204)
-                self.end_headers()
-                with receiver._arrived:
+                with (
+                    receiver._arrived
+                ):  # before the answer: a count read after the sender is done includes it
                     receiver._deliveries.append(delivery)
                     receiver._arrived.notify_all()
+                self.send_response(204)
+                self.end_headers()
 
             do_POST = do_PUT = do_GET = _receive
 
