@@ -12,7 +12,8 @@ passed earlier in this session; otherwise it fails at setup with one line that n
   running on a stack they never set up;
 - pytest-random-order never reorders the steps (the module's other tests it still shuffles).
 
-Later steps fail rather than skip: under the CI flag a skip is not allowed to pass for a result.
+Later steps fail rather than skip (unless a step before them skipped): under the CI flag a skip is not allowed to
+pass for a result.
 """
 
 from __future__ import annotations
@@ -22,10 +23,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
-JOURNEY_KEY = pytest.StashKey["Journey"]()  # on each step: its journey
-JOURNEYS_KEY = pytest.StashKey[
-    dict[tuple[str, str], "Journey"]
-]()  # on the config: (file, fixture) -> journey
+# On each step: its journey. On the config: every journey, by (file, fixture).
+JOURNEY_KEY = pytest.StashKey["Journey"]()
+JOURNEYS_KEY = pytest.StashKey[dict[tuple[str, str], "Journey"]]()
 
 
 @dataclass
@@ -41,6 +41,10 @@ def pytest_configure(config: pytest.Config) -> None:
         "journey(over=fixture): the module's tests using that fixture are ordered steps on one shared stack",
     )
     config.stash[JOURNEYS_KEY] = {}
+
+
+def _name(nodeid: str) -> str:
+    return nodeid.rpartition("::")[2]
 
 
 def _journey_over(item: pytest.Item) -> str | None:
@@ -79,7 +83,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if journey is None:
         return
     earlier = journey.steps[: journey.steps.index(item.nodeid)]
-    not_run = [step.rpartition("::")[2] for step in earlier if step not in journey.outcomes]
+    not_run = [_name(step) for step in earlier if step not in journey.outcomes]
     if not_run:
         pytest.fail(
             f"not run: this step continues the `{journey.over}` journey from steps that did not run before it: "
@@ -87,15 +91,12 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
             pytrace=False,
         )
     for step in earlier:
-        if (
-            journey.outcomes[step] == "skipped"
-        ):  # where a skip is allowed (a tool this machine lacks): skip too
-            pytest.skip(
-                f"journey step {step.rpartition('::')[2]} skipped first, and this step continues from it"
-            )
+        # A skip happens only where one is allowed (a tool this machine lacks): skip too.
+        if journey.outcomes[step] == "skipped":
+            pytest.skip(f"journey step {_name(step)} skipped first, and this step continues from it")
         if journey.outcomes[step] != "passed":
             pytest.fail(
-                f"not run: journey step {step.rpartition('::')[2]} {journey.outcomes[step]} first, and this "
+                f"not run: journey step {_name(step)} {journey.outcomes[step]} first, and this "
                 f"step continues from the `{journey.over}` stack it left. Look at that step; this one would "
                 "only repeat it.",
                 pytrace=False,
