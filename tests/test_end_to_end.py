@@ -6,9 +6,10 @@ smoke run (infra/prefect/flow_run_check.py, on by default) really run by that wo
 journeys are the smoke run's, read back like a user would: the journeys of one stack share a module-scoped state
 and run in order: up from nothing (one run, Completed) → no-op up, and up after a refresh (no run) → a healthcheck
 change (a new worker, no run: what a run executes is the same) → flow-code change (one run of the new code, by the
-new worker) → parameters pointing at a failing API (`up` fails naming the run; the next `up` after
-the fix runs the check again) → pool paused (`up` fails at the timeout; the run is cancelled) → destroy (the runs
-stay: they are history). Push and the docker pool use a second stack, whose smoke run is a per-run container.
+new worker) → a memory increase (a new worker with the new limit, no run) → parameters pointing at a failing API
+(`up` fails naming the run; the next `up` after the fix runs the check again) → pool paused (`up` fails at the
+timeout; the run is cancelled) → destroy (the runs stay: they are history). Push and the docker pool use a second
+stack, whose smoke run is a per-run container.
 """
 
 from __future__ import annotations
@@ -236,6 +237,37 @@ def test_code_change_is_proven_by_one_run_of_the_new_code_by_the_new_worker(
     )
     assert run["deployment_version"] == new_tag.rsplit(":", 1)[1]
     process_stack.api.wait_for_log(run["id"], "Suggested activity (changed code): ")
+
+
+def test_a_memory_increase_replaces_the_worker_and_runs_nothing(
+    process_stack: StackState, bored_api: FakeBoredApi, docker_client: docker.DockerClient
+) -> None:
+    # `replace_on_changes=["*"]` makes a new memory limit a new container. Its swap limit is `ignore_changes`d,
+    # but a replacement is checked from the program's inputs alone (step_generator.go), so the new container
+    # gets swap = memory; were the old swap carried over, Docker would refuse a memory above it.
+    memory_mb = int(process_stack.one(CONTAINER)["memory"]) + 256
+    runs_before = process_stack.smoke_runs()
+    calls_before = len(bored_api.requests)
+    (old_worker,) = stack_containers(docker_client, "e2e")
+    # Kept for the later steps, as a user's `pulumi config set` would be.
+    process_stack.engine.config = {
+        **process_stack.engine.config,
+        "suggest-activity:workerMemoryMb": str(memory_mb),
+    }
+
+    after = process_stack.up()
+
+    assert {name: action for name, action in after.actions.items() if action != "same"} == {
+        "worker-0": "replace"
+    }
+    (new_worker,) = stack_containers(docker_client, "e2e")
+    assert new_worker.id != old_worker.id
+    limits = new_worker.attrs["HostConfig"]
+    assert (limits["Memory"], limits["MemorySwap"]) == (memory_mb * 2**20, memory_mb * 2**20)
+    wait_for_health(new_worker)
+    assert process_stack.one(CONTAINER)["memory"] == memory_mb
+    assert process_stack.smoke_runs() == runs_before
+    assert len(bored_api.requests) == calls_before
 
 
 def test_a_run_that_fails_fails_up_and_the_next_up_after_the_fix_runs_it_again(
