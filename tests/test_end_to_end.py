@@ -242,10 +242,10 @@ def test_code_change_is_proven_by_one_run_of_the_new_code_by_the_new_worker(
 def test_a_memory_increase_replaces_the_worker_and_runs_nothing(
     process_stack: StackState, bored_api: FakeBoredApi, docker_client: docker.DockerClient
 ) -> None:
-    # `replace_on_changes=["*"]` makes a new memory limit a new container. Its swap limit is `ignore_changes`d,
+    # `replace_on_changes=["*"]` makes a new memory limit a new container. The swap limit is in `ignore_changes`,
     # but a replacement is checked from the program's inputs alone (step_generator.go), so the new container
     # gets swap = memory; were the old swap carried over, Docker would refuse a memory above it.
-    memory_mb = int(process_stack.one(CONTAINER)["memory"]) + 256
+    memory_mb = process_stack.one(CONTAINER)["memory"] + 256
     runs_before = process_stack.smoke_runs()
     calls_before = len(bored_api.requests)
     (old_worker,) = stack_containers(docker_client, "e2e")
